@@ -1,0 +1,263 @@
+"""Deploying processes: parse, check what the parser leaves to run time, store each distinct
+content once as a new version. Running instances keep the version they started on."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lxml import etree
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .errors import DeployError
+from .forms import FORMS
+from .models import PositionKind, ProcessVersion
+from .specs import new_parser, specs_to_dict
+
+MAX_FILE_BYTES = 2_000_000
+BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+DMN_NAMESPACES = (
+    "https://www.omg.org/spec/DMN/20191111/MODEL/",
+    "http://www.omg.org/spec/DMN/20180521/MODEL/",
+    "https://www.omg.org/spec/DMN/20151101/dmn.xsd",
+)
+SPIFF = "http://spiffworkflow.org/bpmn/schema/1.0/core"
+USER_TASK_PROPERTIES = ("unit", "position", "form")
+EXPRESSION_PROPERTIES = ("unit", "position", "due")
+DMN_OPERATORS = ("<", ">", "==", "!=", "in ", "not in ")
+
+# No DTDs, no entities, no network: a process file is data, never a way to read the server.
+_SAFE_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_pis=True
+)
+
+
+@dataclass(frozen=True)
+class Deployed:
+    process_id: str
+    version: int
+    created: bool
+
+
+@dataclass
+class _Source:
+    path: str
+    text: str
+    tree: etree._ElementTree
+
+    def where(self, element: etree._Element | None, element_id: str = "") -> str:
+        line = element.sourceline if element is not None else None
+        eid = element_id or (element.get("id", "") if element is not None else "")
+        loc = f"{self.path}:{line}" if line else self.path
+        return f"{loc}: element '{eid}'" if eid else loc
+
+    def find_id(self, element_id: str) -> etree._Element | None:
+        if not element_id:
+            return None
+        found = self.tree.xpath("//*[@id=$i]", i=element_id)
+        return found[0] if found else None
+
+
+def _read(path: Path) -> _Source:
+    data = path.read_bytes()
+    if len(data) > MAX_FILE_BYTES:
+        raise DeployError([f"{path}: file is {len(data)} bytes, over the {MAX_FILE_BYTES} limit"])
+    try:
+        tree = etree.ElementTree(etree.fromstring(data, _SAFE_PARSER))
+    except etree.XMLSyntaxError as exc:
+        raise DeployError([f"{path}:{exc.lineno}: malformed XML: {exc.msg}"]) from None
+    if tree.docinfo.doctype:
+        raise DeployError([f"{path}:1: a DOCTYPE is not allowed in process files"])
+    return _Source(str(path), data.decode("utf-8", errors="replace"), tree)
+
+
+def _check_python(src: _Source, element: etree._Element, code: str, what: str,
+                  mode: str = "eval") -> list[str]:
+    try:
+        ast.parse(code.strip(), mode=mode)
+    except SyntaxError as exc:
+        return [f"{src.where(element)}: {what} is not valid Python ({exc.msg}): {code.strip()!r}"]
+    return []
+
+
+def _check_bpmn(src: _Source) -> list[str]:
+    problems: list[str] = []
+    ns = {"bpmn": BPMN, "spiff": SPIFF}
+    for el in src.tree.iterfind(".//bpmn:script", ns):
+        problems += _check_python(src, el.getparent(), el.text or "", "script", "exec")
+    for tag in ("preScript", "postScript"):
+        for el in src.tree.iterfind(f".//spiff:{tag}", ns):
+            task = el.getparent().getparent()
+            problems += _check_python(src, task, el.text or "", tag, "exec")
+    for el in src.tree.iterfind(".//bpmn:conditionExpression", ns):
+        problems += _check_python(src, el.getparent(), el.text or "", "condition")
+    for tag in ("timeDuration", "timeDate", "timeCycle"):
+        for el in src.tree.iterfind(f".//bpmn:{tag}", ns):
+            event = el.getparent().getparent()
+            problems += _check_python(src, event, el.text or "", f"timer {tag}")
+    for task in src.tree.iterfind(".//bpmn:userTask", ns):
+        props = {
+            p.get("name"): p.get("value", "")
+            for p in task.iterfind("bpmn:extensionElements/spiff:properties/spiff:property", ns)
+        }
+        missing = [name for name in USER_TASK_PROPERTIES if name not in props]
+        if missing:
+            problems.append(f"{src.where(task)}: user task lacks properties {', '.join(missing)}")
+        for name in EXPRESSION_PROPERTIES:
+            if name in props:
+                problems += _check_python(src, task, props[name], f"property '{name}'")
+        if "form" in props and props["form"] not in FORMS:
+            problems.append(f"{src.where(task)}: unknown form '{props['form']}'")
+        position = props.get("position", "").strip("'\"")
+        if position and position not in {k.value for k in PositionKind}:
+            problems.append(f"{src.where(task)}: unknown position '{position}'")
+    return problems
+
+
+def _dmn_ns(src: _Source) -> str | None:
+    root_ns = etree.QName(src.tree.getroot()).namespace
+    return root_ns if root_ns in DMN_NAMESPACES else None
+
+
+def _check_dmn(src: _Source, ns_uri: str) -> list[str]:
+    problems: list[str] = []
+    ns = {"dmn": ns_uri}
+    for table in src.tree.iterfind(".//dmn:decisionTable", ns):
+        rules = table.findall("dmn:rule", ns)
+        catch_all = False
+        for rule in rules:
+            entries = [(e.findtext("dmn:text", "", ns) or "").strip()
+                       for e in rule.findall("dmn:inputEntry", ns)]
+            if all(e in ("", "-") for e in entries):
+                catch_all = True
+            for text in entries:
+                if text in ("", "-"):
+                    continue
+                expr = text.replace("?", "_x")
+                if expr.startswith(DMN_OPERATORS):
+                    expr = "_x " + expr
+                problems += _check_python(src, rule, expr, "input entry")
+            for out in rule.findall("dmn:outputEntry", ns):
+                problems += _check_python(src, rule, out.findtext("dmn:text", "", ns) or "None",
+                                          "output entry")
+        if not catch_all:
+            # SpiffWorkflow sets no output when no rule matches: every input must land somewhere.
+            problems.append(
+                f"{src.where(table)}: decision table has no catch-all rule, so some inputs "
+                "match no rule (a gap); add a last rule with every input '-'"
+            )
+    return problems
+
+
+def _located(src_by_path: dict[str, _Source], exc: ValidationException) -> str:
+    src = src_by_path.get(exc.file_name or "")
+    if src is None:
+        return f"{exc.file_name}: element '{exc.id}': {exc}"
+    return f"{src.where(src.find_id(exc.id), exc.id)}: {exc}"
+
+
+def parse_bundle(paths: Iterable[Path]) -> dict[str, tuple[dict, dict[str, str]]]:
+    """Validate every file; return {process_id: (serialized specs, sources)} or raise one
+    DeployError listing every problem in every file."""
+    sources: list[_Source] = []
+    problems: list[str] = []
+    for path in sorted(paths):
+        try:
+            sources.append(_read(path))
+        except DeployError as exc:
+            problems += exc.problems
+    parser = new_parser()
+    by_path = {s.path: s for s in sources}
+    bpmn_sources, dmn_sources = [], []
+    for src in sources:
+        dmn_ns = _dmn_ns(src)
+        if dmn_ns:
+            dmn_sources.append(src)
+            problems += _check_dmn(src, dmn_ns)
+        elif etree.QName(src.tree.getroot()).namespace == BPMN:
+            bpmn_sources.append(src)
+            problems += _check_bpmn(src)
+        else:
+            problems.append(f"{src.path}:1: neither a BPMN nor a DMN document")
+    for src in dmn_sources + bpmn_sources:
+        try:
+            if src in dmn_sources:
+                parser.add_dmn_xml(src.tree.getroot(), filename=src.path)
+            else:
+                parser.add_bpmn_xml(src.tree, filename=src.path)
+        except ValidationException as exc:
+            problems.append(_located(by_path, exc))
+    if problems:
+        raise DeployError(problems)
+
+    dmn_text = {Path(s.path).name: s.text for s in dmn_sources}
+    result: dict[str, tuple[dict, dict[str, str]]] = {}
+    for src in bpmn_sources:
+        process_id = Path(src.path).stem
+        if process_id not in parser.get_process_ids():
+            problems.append(f"{src.path}: no executable process with id '{process_id}' "
+                            "(the file name is the process id)")
+            continue
+        try:
+            spec = parser.get_spec(process_id)
+            subs = parser.get_subprocess_specs(process_id)
+        except ValidationException as exc:
+            problems.append(_located(by_path, exc))
+            continue
+        result[process_id] = (
+            specs_to_dict(spec, subs),
+            {Path(src.path).name: src.text, **dmn_text},
+        )
+    if problems:
+        raise DeployError(problems)
+    return result
+
+
+def content_hash(process_id: str, sources: dict[str, str]) -> str:
+    digest = hashlib.sha256(process_id.encode())
+    for name in sorted(sources):
+        digest.update(b"\0" + name.encode() + b"\0" + sources[name].encode())
+    return digest.hexdigest()
+
+
+def deploy(session: Session, paths: Iterable[Path], deployed_by: str = "") -> list[Deployed]:
+    """Deploy every process in `paths`; nothing is stored unless every file is valid."""
+    bundle = parse_bundle(paths)
+    results = []
+    for process_id, (spec, sources) in sorted(bundle.items()):
+        digest = content_hash(process_id, sources)
+        existing = session.scalar(select(ProcessVersion).where(
+            ProcessVersion.content_hash == digest))
+        if existing is not None:
+            results.append(Deployed(process_id, existing.version, created=False))
+            continue
+        latest = session.scalar(select(func.max(ProcessVersion.version)).where(
+            ProcessVersion.process_id == process_id)) or 0
+        session.add(ProcessVersion(
+            process_id=process_id, version=latest + 1, content_hash=digest,
+            sources=sources, spec=spec, deployed_by=deployed_by,
+        ))
+        results.append(Deployed(process_id, latest + 1, created=True))
+    session.flush()
+    return results
+
+
+def deploy_directory(session: Session, directory: Path, deployed_by: str = "") -> list[Deployed]:
+    paths = [*directory.glob("*.bpmn"), *directory.glob("*.dmn")]
+    if not paths:
+        raise DeployError([f"{directory}: no .bpmn or .dmn files"])
+    return deploy(session, paths, deployed_by)
+
+
+def latest_version(session: Session, process_id: str) -> ProcessVersion | None:
+    return session.scalar(
+        select(ProcessVersion)
+        .where(ProcessVersion.process_id == process_id)
+        .order_by(ProcessVersion.version.desc())
+        .limit(1)
+    )

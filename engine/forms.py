@@ -1,0 +1,179 @@
+"""The forms of human steps. A BPMN user task names its form with the `form` property; the
+engine checks submitted data here before it touches the workflow, so a bad field is reported
+by name and nothing runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from .errors import FormError
+
+MAX_TEXT = 10_000
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: str  # text | date | bool | choice
+    required: bool = False
+    # Required only when another field has this value, e.g. ("action", "request_extension").
+    required_when: tuple[str, str] | None = None
+    choices: tuple[str, ...] = ()
+    default: Any = None
+    max_length: int = MAX_TEXT
+    not_before_today: bool = False
+
+
+Check = Callable[[dict[str, Any]], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Form:
+    name: str
+    fields: tuple[Field, ...]
+    check: Check | None = field(default=None)
+
+    @property
+    def field_names(self) -> set[str]:
+        return {f.name for f in self.fields}
+
+
+def _coerce(f: Field, raw: Any, today: date) -> Any:
+    """Turn one submitted value into its stored form, or raise ValueError with the reason."""
+    if f.kind == "text":
+        if not isinstance(raw, str):
+            raise ValueError("must be text")
+        value = raw.strip()
+        if len(value) > f.max_length:
+            raise ValueError(f"is longer than {f.max_length} characters")
+        return value
+    if f.kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in {"true", "yes", "on", "1", "false", "no", "0"}:
+            return raw.lower() in {"true", "yes", "on", "1"}
+        raise ValueError("must be true or false")
+    if f.kind == "choice":
+        if raw not in f.choices:
+            raise ValueError(f"must be one of {', '.join(f.choices)}")
+        return raw
+    if f.kind == "date":
+        if not isinstance(raw, str):
+            raise ValueError("must be a date as YYYY-MM-DD")
+        try:
+            day = date.fromisoformat(raw.strip())
+        except ValueError:
+            raise ValueError("must be a date as YYYY-MM-DD") from None
+        if f.not_before_today and day < today:
+            raise ValueError(f"must not be before today ({today.isoformat()})")
+        return day.isoformat()
+    raise AssertionError(f"unknown field kind {f.kind}")
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == ""
+
+
+def validate(form: Form, data: Mapping[str, Any], today: date) -> dict[str, Any]:
+    """Return the clean data (every field present, defaults filled) or raise FormError."""
+    errors: dict[str, str] = {}
+    unknown = sorted(set(data) - form.field_names)
+    for name in unknown:
+        errors[name] = f"is not a field of form '{form.name}'"
+    clean: dict[str, Any] = {}
+    for f in form.fields:
+        raw = data.get(f.name)
+        if _is_empty(raw):
+            clean[f.name] = f.default
+            continue
+        try:
+            clean[f.name] = _coerce(f, raw, today)
+        except ValueError as exc:
+            errors[f.name] = str(exc)
+    for f in form.fields:
+        needed = f.required or (
+            f.required_when is not None and clean.get(f.required_when[0]) == f.required_when[1]
+        )
+        if needed and _is_empty(clean.get(f.name)) and f.name not in errors:
+            errors[f.name] = "is required"
+    if not errors and form.check is not None:
+        errors.update(form.check(clean))
+    if errors:
+        raise FormError(errors)
+    return clean
+
+
+def _plan_dates_in_order(data: dict[str, Any]) -> dict[str, str]:
+    final = data["final_due"]
+    return {
+        name: "must not be after final_due"
+        for name in ("support_due", "implement_due")
+        if data[name] > final
+    }
+
+
+def _text(name: str, **kw: Any) -> Field:
+    return Field(name, "text", default="", **kw)
+
+
+def _extension_fields(action_choices: tuple[str, ...], default: str) -> tuple[Field, ...]:
+    ext = ("action", "request_extension")
+    return (
+        Field("action", "choice", choices=action_choices, default=default),
+        Field("requested_due", "date", required_when=ext, not_before_today=True),
+        _text("reason", required_when=ext, max_length=2000),
+    )
+
+
+FORMS: dict[str, Form] = {
+    form.name: form
+    for form in (
+        Form("acknowledge", (_text("note", max_length=2000),)),
+        Form(
+            "plan",
+            (
+                _text("plan", required=True),
+                Field("support_due", "date", required=True, not_before_today=True),
+                Field("implement_due", "date", required=True, not_before_today=True),
+                Field("final_due", "date", required=True, not_before_today=True),
+            ),
+            _plan_dates_in_order,
+        ),
+        Form(
+            "contribute",
+            (
+                *_extension_fields(("submit", "request_extension"), "submit"),
+                _text("content", required_when=("action", "submit")),
+                _text("evidence", max_length=2000),
+            ),
+        ),
+        Form(
+            "report",
+            (
+                *_extension_fields(("report", "request_extension"), "report"),
+                _text("content", required_when=("action", "report")),
+                _text("evidence", max_length=2000),
+                Field("final", "bool", default=False),
+            ),
+        ),
+        Form("consolidate", (_text("summary", required=True), _text("evidence", max_length=2000))),
+        Form(
+            "review",
+            (
+                Field("decision", "choice", required=True, choices=("close", "send_back")),
+                _text("reason", required_when=("decision", "send_back"), max_length=2000),
+            ),
+        ),
+        Form(
+            "decide_extension",
+            (
+                Field("approved", "bool", required=True),
+                Field("new_due", "date", required_when=("approved", True), not_before_today=True),
+                _text("comment", max_length=2000),
+            ),
+        ),
+    )
+}

@@ -1,0 +1,314 @@
+"""The tables duban keeps. The workflow state is a JSON blob; everything a screen or a sweep
+queries (human tasks, history) is mirrored into plain indexed columns beside it."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from .clock import utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Store the value (stable, readable in SQL) rather than the member name.
+    return Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+
+
+Timestamp = DateTime(timezone=True)
+
+
+class Level(enum.StrEnum):
+    PREFECTURE = "prefecture"
+    COUNTY = "county"
+    TOWNSHIP = "township"
+
+
+class UnitKind(enum.StrEnum):
+    DEPARTMENT = "department"
+    PARTY = "party"
+    GOVERNMENT = "government"
+    LOCAL_GOVERNMENT = "local_government"
+    PEOPLE_ORG = "people_org"
+    OTHER = "other"
+
+
+class PositionKind(enum.StrEnum):
+    LIAISON = "liaison"
+    HEAD = "head"
+    MEMBER = "member"
+    CONVENER = "convener"
+    DEPUTY_CONVENER = "deputy_convener"
+    OFFICE_DIRECTOR = "office_director"
+    OFFICE_STAFF = "office_staff"
+    REVIEWER = "reviewer"
+
+
+class Role(enum.StrEnum):
+    LEAD = "lead"
+    SUPPORT = "support"
+    IMPLEMENT = "implement"
+
+
+class InstanceStatus(enum.StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class TaskState(enum.StrEnum):
+    READY = "ready"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class Jurisdiction(Base):
+    __tablename__ = "jurisdiction"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    short_name: Mapped[str] = mapped_column(String(50), default="")
+    level: Mapped[Level] = mapped_column(_enum(Level))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("jurisdiction.id"))
+    # The unit hosting the joint-meeting office: the office reviews and closes routed items.
+    office_unit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("unit.id", use_alter=True, name="fk_jurisdiction_office_unit_id_unit")
+    )
+
+    parent: Mapped[Jurisdiction | None] = relationship(remote_side=[id])
+
+    @property
+    def display_name(self) -> str:
+        return self.short_name or self.name
+
+
+class Unit(Base):
+    __tablename__ = "unit"
+    __table_args__ = (UniqueConstraint("jurisdiction_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdiction.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[UnitKind] = mapped_column(_enum(UnitKind))
+    member: Mapped[bool] = mapped_column(default=False)
+
+    jurisdiction: Mapped[Jurisdiction] = relationship(foreign_keys=[jurisdiction_id])
+    aliases: Mapped[list[UnitAlias]] = relationship(
+        back_populates="unit", cascade="all, delete-orphan"
+    )
+    positions: Mapped[list[Position]] = relationship(back_populates="unit")
+
+
+class UnitAlias(Base):
+    __tablename__ = "unit_alias"
+    __table_args__ = (UniqueConstraint("jurisdiction_id", "alias"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"))
+    # Repeated from the unit so that an alias is unique within its jurisdiction.
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdiction.id"))
+    alias: Mapped[str] = mapped_column(String(100))
+
+    unit: Mapped[Unit] = relationship(back_populates="aliases")
+
+
+class Position(Base):
+    """A seat in a unit (岗位). Work is assigned here, never to a person."""
+
+    __tablename__ = "position"
+    __table_args__ = (UniqueConstraint("unit_id", "kind"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"))
+    kind: Mapped[PositionKind] = mapped_column(_enum(PositionKind))
+    title: Mapped[str] = mapped_column(String(100), default="")
+
+    unit: Mapped[Unit] = relationship(back_populates="positions")
+
+
+class Person(Base):
+    __tablename__ = "person"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    title: Mapped[str] = mapped_column(String(100), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class Holding(Base):
+    """Who holds a position, over which period. Open work follows the position, so a hand-over
+    is just closing one holding and opening the next."""
+
+    __tablename__ = "holding"
+    __table_args__ = (Index("ix_holding_position_open", "position_id", "ended_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    position_id: Mapped[int] = mapped_column(ForeignKey("position.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(Timestamp)
+    ended_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    position: Mapped[Position] = relationship()
+    person: Mapped[Person] = relationship()
+
+
+class Plan(Base):
+    """A policy plan's task-division list (重点任务分工清单)."""
+
+    __tablename__ = "plan"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    list_title: Mapped[str] = mapped_column(String(100), default="")
+    document_number: Mapped[str] = mapped_column(String(100), default="")
+    issued_on: Mapped[date | None] = mapped_column(Date)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdiction.id"))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    imported_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    jurisdiction: Mapped[Jurisdiction] = relationship()
+    tasks: Mapped[list[PlanTask]] = relationship(
+        back_populates="plan", order_by="PlanTask.number", cascade="all, delete-orphan"
+    )
+
+
+class PlanTask(Base):
+    __tablename__ = "plan_task"
+    __table_args__ = (UniqueConstraint("plan_id", "number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plan.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+
+    plan: Mapped[Plan] = relationship(back_populates="tasks")
+    units: Mapped[list[PlanTaskUnit]] = relationship(
+        back_populates="task", order_by="PlanTaskUnit.ordinal", cascade="all, delete-orphan"
+    )
+
+    def units_in(self, role: Role) -> list[Unit]:
+        return [u.unit for u in self.units if u.role == role]
+
+
+class PlanTaskUnit(Base):
+    __tablename__ = "plan_task_unit"
+    __table_args__ = (UniqueConstraint("plan_task_id", "role", "unit_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_task_id: Mapped[int] = mapped_column(ForeignKey("plan_task.id"))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"), index=True)
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    # Order as written in the list: the first lead unit is the one that consolidates.
+    ordinal: Mapped[int] = mapped_column(Integer)
+
+    task: Mapped[PlanTask] = relationship(back_populates="units")
+    unit: Mapped[Unit] = relationship()
+
+
+class ProcessVersion(Base):
+    """One row per distinct content of a process (BPMN plus the DMN it calls)."""
+
+    __tablename__ = "process_version"
+    __table_args__ = (UniqueConstraint("process_id", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    process_id: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    sources: Mapped[dict[str, str]] = mapped_column(JSON)
+    # SpiffWorkflow's serialization of the parsed spec and its subprocess specs: instances
+    # store only their own state and take the spec from here.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    deployed_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    deployed_by: Mapped[str] = mapped_column(String(100), default="")
+
+
+class Instance(Base):
+    __tablename__ = "instance"
+    __table_args__ = (UniqueConstraint("process_id", "business_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    process_version_id: Mapped[int] = mapped_column(ForeignKey("process_version.id"))
+    process_id: Mapped[str] = mapped_column(String(100))
+    business_key: Mapped[str] = mapped_column(String(200))
+    plan_task_id: Mapped[int | None] = mapped_column(ForeignKey("plan_task.id"), index=True)
+    status: Mapped[InstanceStatus] = mapped_column(_enum(InstanceStatus), index=True)
+    # zlib-compressed JSON of the workflow state (spec excluded).
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    serializer_version: Mapped[str] = mapped_column(String(10))
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    version: Mapped[ProcessVersion] = relationship()
+    plan_task: Mapped[PlanTask | None] = relationship()
+
+    # Optimistic check on every save, on top of the row lock: a stale writer fails loudly.
+    __mapper_args__ = {"version_id_col": revision}
+
+
+class HumanTask(Base):
+    """A mirror of one manual workflow task, so inbox and overdue queries never open a workflow."""
+
+    __tablename__ = "human_task"
+    __table_args__ = (
+        Index("ix_human_task_inbox", "unit_id", "state", "due_at"),
+        Index("ix_human_task_due", "state", "due_at"),
+        UniqueConstraint("spiff_task_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), index=True)
+    spiff_task_id: Mapped[str] = mapped_column(String(36))
+    element_id: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    form: Mapped[str] = mapped_column(String(50))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"))
+    position_id: Mapped[int] = mapped_column(ForeignKey("position.id"))
+    state: Mapped[TaskState] = mapped_column(_enum(TaskState))
+    due_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    claimed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    form_data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    instance: Mapped[Instance] = relationship()
+    unit: Mapped[Unit] = relationship()
+    position: Mapped[Position] = relationship()
+
+
+class HistoryEntry(Base):
+    """Append-only: who did what, for which position, when."""
+
+    __tablename__ = "history"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), index=True)
+    human_task_id: Mapped[int | None] = mapped_column(ForeignKey("human_task.id"))
+    action: Mapped[str] = mapped_column(String(50))
+    actor_person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    actor_position_id: Mapped[int | None] = mapped_column(ForeignKey("position.id"))
+    actor_label: Mapped[str] = mapped_column(String(200), default="")
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(Timestamp)
