@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -85,6 +87,32 @@ def _check_python(src: _Source, element: etree._Element, code: str, what: str,
     return []
 
 
+TIMER_PARSERS = {
+    "timeDuration": TimerEventDefinition.parse_iso_duration,
+    "timeDate": TimerEventDefinition.get_datetime,
+    "timeCycle": TimerEventDefinition.parse_iso_recurring_interval,
+}
+ISO_LOOKING = re.compile(r"^(R\d*/)?P[0-9YMWDTHS.]+$|^\d{4}-\d{2}-\d{2}")
+
+
+def _check_timer(src: _Source, event: etree._Element, code: str, tag: str) -> list[str]:
+    """Timer expressions are Python: an ISO value must be quoted, and a quoted one must parse."""
+    what = f"timer {tag}"
+    problems = _check_python(src, event, code, what)
+    if problems:
+        return problems
+    node = ast.parse(code.strip(), mode="eval").body
+    if isinstance(node, ast.Name) and ISO_LOOKING.match(node.id):
+        return [f"{src.where(event)}: {what} {node.id} is read as a variable name; "
+                f"write the ISO value in quotes: '{node.id}'"]
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        try:
+            TIMER_PARSERS[tag](node.value)
+        except Exception:
+            return [f"{src.where(event)}: {what} {node.value!r} is not a valid ISO 8601 value"]
+    return []
+
+
 def _check_bpmn(src: _Source) -> list[str]:
     problems: list[str] = []
     ns = {"bpmn": BPMN, "spiff": SPIFF}
@@ -98,8 +126,7 @@ def _check_bpmn(src: _Source) -> list[str]:
         problems += _check_python(src, el.getparent(), el.text or "", "condition")
     for tag in ("timeDuration", "timeDate", "timeCycle"):
         for el in src.tree.iterfind(f".//bpmn:{tag}", ns):
-            event = el.getparent().getparent()
-            problems += _check_python(src, event, el.text or "", f"timer {tag}")
+            problems += _check_timer(src, el.getparent().getparent(), el.text or "", tag)
     for task in src.tree.iterfind(".//bpmn:userTask", ns):
         props = {
             p.get("name"): p.get("value", "")

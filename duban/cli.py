@@ -1,0 +1,296 @@
+"""The one command line: `duban ...`. Each command is one transaction, committed here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import clock, db
+from engine.deploy import deploy, deploy_directory
+from engine.directory import find_unit, hand_over, load_directory, position_of
+from engine.errors import DubanError, FormError, ImportErrors
+from engine.models import HumanTask, Instance, Person, Plan, Unit
+from engine.routing import hand_out
+from engine.runtime import Actor, complete_task, history, open_tasks
+from engine.tasklists import import_plan
+
+from .config import DATA_DIR, PROCESSES_DIR, database_url
+
+
+class Context:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine = None
+
+    @property
+    def engine(self):  # type: ignore[no-untyped-def]
+        if self._engine is None:
+            self._engine = db.make_engine(self.url)
+        return self._engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One command, one transaction: any error rolls back everything it did."""
+        try:
+            with db.session_factory(self.engine).begin() as session:
+                yield session
+        except ImportErrors as exc:
+            raise click.ClickException(
+                f"{exc.source}: nothing was imported; {len(exc.problems)} problem(s):\n  "
+                + "\n  ".join(exc.problems)) from None
+        except FormError as exc:
+            raise click.ClickException("form not accepted, nothing was changed:\n  " + "\n  ".join(
+                f"{field}: {msg}" for field, msg in exc.errors.items())) from None
+        except DubanError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group()
+@click.option("--database", envvar="DUBAN_DATABASE_URL", default=None,
+              help="SQLAlchemy URL (default: $DUBAN_DATABASE_URL or SQLite in ./var).")
+@click.pass_context
+def main(ctx: click.Context, database: str | None) -> None:
+    """督办 duban: supervise task-division lists with BPMN."""
+    ctx.obj = Context(database or database_url())
+
+
+@main.group("db")
+def db_group() -> None:
+    """Schema migrations."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+@pass_ctx
+def db_upgrade(ctx: Context, revision: str) -> None:
+    """Migrate the schema up to REVISION (default: head)."""
+    db.upgrade(ctx.engine, revision)
+    click.echo(f"schema at {revision}")
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+@pass_ctx
+def db_downgrade(ctx: Context, revision: str) -> None:
+    db.downgrade(ctx.engine, revision)
+    click.echo(f"schema at {revision}")
+
+
+@main.command("directory")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path), required=True)
+@pass_ctx
+def directory_cmd(ctx: Context, files: tuple[Path, ...]) -> None:
+    """Load jurisdictions, units, positions and people from directory files."""
+    with ctx.transaction() as session:
+        for path in files:
+            counts = load_directory(session, path, clock.utcnow())
+            click.echo(f"{path}: " + ", ".join(f"{v} new {k}" for k, v in counts.items()))
+
+
+@main.command("import")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path), required=True)
+@pass_ctx
+def import_cmd(ctx: Context, files: tuple[Path, ...]) -> None:
+    """Import task-division lists (all files, or none)."""
+    with ctx.transaction() as session:
+        for path in files:
+            result = import_plan(session, path)
+            state = "imported" if result.changed else "unchanged"
+            click.echo(f"{path}: {result.plan_key}, {result.tasks} tasks, {state}")
+
+
+@main.command("deploy")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--by", default="cli", help="Recorded as the deployer.")
+@pass_ctx
+def deploy_cmd(ctx: Context, paths: tuple[Path, ...], by: str) -> None:
+    """Deploy BPMN/DMN files (default: the processes/ directory)."""
+    with ctx.transaction() as session:
+        if not paths:
+            results = deploy_directory(session, PROCESSES_DIR, by)
+        else:
+            results = deploy(session, list(paths), by)
+        for r in results:
+            click.echo(f"{r.process_id} v{r.version} {'deployed' if r.created else 'unchanged'}")
+
+
+@main.command("seed")
+@pass_ctx
+def seed_cmd(ctx: Context) -> None:
+    """Migrate, load the seed directory and task lists, deploy processes (idempotent)."""
+    db.upgrade(ctx.engine)
+    with ctx.transaction() as session:
+        seed(session)
+    click.echo("seeded: directory, task lists and processes are current")
+
+
+def seed(session: Session) -> None:
+    for path in sorted((DATA_DIR / "directory").glob("*.toml")):
+        load_directory(session, path, clock.utcnow())
+    for path in sorted((DATA_DIR / "tasklists").glob("*.toml")):
+        import_plan(session, path)
+    deploy_directory(session, PROCESSES_DIR, "seed")
+
+
+@main.command("plans")
+@pass_ctx
+def plans_cmd(ctx: Context) -> None:
+    """List imported plans."""
+    with ctx.transaction() as session:
+        for plan in session.scalars(select(Plan).order_by(Plan.id)):
+            click.echo(f"{plan.key}\t{len(plan.tasks)} tasks\t{plan.document_number}\t{plan.title}")
+
+
+@main.command("hand-out")
+@click.argument("plan")
+@click.option("--task", "numbers", type=int, multiple=True, help="Task number (repeatable).")
+@pass_ctx
+def hand_out_cmd(ctx: Context, plan: str, numbers: tuple[int, ...]) -> None:
+    """Start routing for a plan's tasks (all not yet handed out, or --task N ...)."""
+    with ctx.transaction() as session:
+        started = hand_out(session, plan, list(numbers) or None, clock.utcnow())
+        for inst in started:
+            click.echo(f"instance {inst.id}\t{inst.business_key}")
+        click.echo(f"{len(started)} item(s) handed out")
+
+
+def _unit(session: Session, name: str) -> Unit:
+    jurisdiction, _, unit_name = name.rpartition("/")
+    return find_unit(session, unit_name, jurisdiction or None)
+
+
+@main.command("tasks")
+@click.option("--unit", "unit_name", help="Only this unit's steps (name or alias).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def tasks_cmd(ctx: Context, unit_name: str | None, as_json: bool) -> None:
+    """List open human steps, most urgent first."""
+    with ctx.transaction() as session:
+        unit_ids = [_unit(session, unit_name).id] if unit_name else None
+        rows = open_tasks(session, unit_ids)
+        out = [{
+            "step": t.id, "instance": t.instance_id, "item": t.instance.business_key,
+            "name": t.name, "form": t.form, "unit": t.unit.name, "position": t.position.kind.value,
+            "due": clock.as_utc(t.due_at).astimezone(clock.LOCAL_TZ).date().isoformat()
+            if t.due_at else None,
+        } for t in rows]
+    if as_json:
+        click.echo(json.dumps(out, ensure_ascii=False, indent=1))
+        return
+    for r in out:
+        click.echo(f"{r['step']}\t{r['item']}\t{r['name']}\t{r['unit']}/{r['position']}"
+                   f"\t{r['due'] or '-'}")
+    click.echo(f"{len(out)} open step(s)")
+
+
+def _parse_fields(pairs: tuple[str, ...], data_json: str | None) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(data_json) if data_json else {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"'{pair}' is not key=value", param_hint="--set")
+        data[key] = value
+    return data
+
+
+@main.command("complete")
+@click.argument("step", type=int)
+@click.option("--as", "as_", required=True, metavar="UNIT[:POSITION]",
+              help="The unit (and position, default liaison) acting, e.g. 县卫生健康局:liaison.")
+@click.option("--set", "pairs", multiple=True, metavar="FIELD=VALUE", help="A form field.")
+@click.option("--data", "data_json", help="Form fields as a JSON object.")
+@pass_ctx
+def complete_cmd(ctx: Context, step: int, as_: str, pairs: tuple[str, ...],
+                 data_json: str | None) -> None:
+    """Complete an open step for a unit's position."""
+    try:
+        data = _parse_fields(pairs, data_json)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+    unit_name, _, kind = as_.partition(":")
+    with ctx.transaction() as session:
+        unit = _unit(session, unit_name)
+        position = position_of(session, unit, kind or "liaison")
+        actor = Actor(position_id=position.id, label=f"cli:{unit.name}/{position.kind.value}")
+        task = complete_task(session, step, actor, data, clock.utcnow())
+        instance = task.instance
+        click.echo(f"step {task.id} ({task.name}) completed; {instance.business_key} is "
+                   f"{instance.status.value}")
+
+
+@main.command("show")
+@click.argument("instance")
+@pass_ctx
+def show_cmd(ctx: Context, instance: str) -> None:
+    """An instance (id or business key): status, open steps, history."""
+    with ctx.transaction() as session:
+        query = select(Instance).where(
+            Instance.id == int(instance) if instance.isdigit()
+            else Instance.business_key == instance)
+        inst = session.scalar(query)
+        if inst is None:
+            raise click.ClickException(f"no instance '{instance}'")
+        click.echo(f"instance {inst.id} {inst.business_key} {inst.process_id} "
+                   f"v{inst.version.version} {inst.status.value}")
+        for t in session.scalars(select(HumanTask).where(HumanTask.instance_id == inst.id)
+                                 .order_by(HumanTask.id)):
+            click.echo(f"  step {t.id}\t{t.state.value}\t{t.name}\t{t.unit.name}")
+        for h in history(session, inst.id):
+            click.echo(f"  {h.at:%Y-%m-%d %H:%M}\t{h.action}\t{h.actor_label}\t"
+                       f"{json.dumps(h.data, ensure_ascii=False) if h.data else ''}")
+
+
+@main.command("hand-over")
+@click.option("--unit", "unit_name", required=True)
+@click.option("--position", "kind", default="liaison", show_default=True)
+@click.option("--to", "successor", required=True, help="The successor's name.")
+@click.option("--title", default="", help="The successor's job title.")
+@pass_ctx
+def hand_over_cmd(ctx: Context, unit_name: str, kind: str, successor: str, title: str) -> None:
+    """Give a position to a successor; its open work follows at once."""
+    with ctx.transaction() as session:
+        unit = _unit(session, unit_name)
+        position = position_of(session, unit, kind)
+        person = session.scalar(select(Person).where(Person.name == successor,
+                                                     Person.title == title))
+        if person is None:
+            person = Person(name=successor, title=title)
+            session.add(person)
+        hand_over(session, position, person, clock.utcnow())
+        click.echo(f"{unit.name} {position.title}: now held by {successor}")
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--seed/--no-seed", "do_seed", default=True, show_default=True,
+              help="Migrate and load the seed data first.")
+@pass_ctx
+def serve_cmd(ctx: Context, host: str, port: int, do_seed: bool) -> None:
+    """Run duban on this machine (the embedded default; use gunicorn in production)."""
+    from werkzeug.serving import run_simple
+
+    from web import create_app
+
+    if do_seed:
+        db.upgrade(ctx.engine)
+        with ctx.transaction() as session:
+            seed(session)
+    app = create_app({"DATABASE_URL": ctx.url})
+    click.echo(f"duban on http://{host}:{port}/ ({ctx.url})")
+    run_simple(host, port, app, threaded=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

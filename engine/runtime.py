@@ -1,0 +1,260 @@
+"""Running instances: start one, complete a human step. Every call is one unit of work inside
+the caller's transaction: lock the instance, load its state onto the cached spec, run, mirror the
+human tasks, save. The caller commits (route, CLI command, scheduler job) or rolls back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.exceptions import WorkflowException
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskState as SpiffState
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .clock import end_of_local_day, local_today
+from .deploy import latest_version
+from .directory import holds
+from .errors import Conflict, DubanError, NotFound, PermissionDenied
+from .forms import FORMS, validate
+from .models import (
+    HistoryEntry,
+    HumanTask,
+    Instance,
+    InstanceStatus,
+    Position,
+    PositionKind,
+    ProcessVersion,
+    TaskState,
+    Unit,
+)
+from .specs import SERIALIZER_VERSION, SPEC_CACHE, Specs, dump_state, load_state, new_workflow
+
+
+class ProcessError(DubanError):
+    """The process itself misbehaved at run time (a bad property, a failing script)."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: always for a position; `person_id` is None for an operator at the CLI."""
+
+    position_id: int
+    person_id: int | None = None
+    label: str = ""
+
+
+def _specs(session: Session, version_id: int) -> Specs:
+    def load() -> dict[str, Any]:
+        version = session.get(ProcessVersion, version_id)
+        assert version is not None
+        return version.spec
+
+    return SPEC_CACHE.get(version_id, load)
+
+
+def _history(session: Session, instance: Instance, action: str, now: datetime,
+             actor: Actor | None = None, task: HumanTask | None = None,
+             data: dict[str, Any] | None = None) -> None:
+    session.add(HistoryEntry(
+        instance_id=instance.id, human_task_id=task.id if task else None, action=action,
+        actor_person_id=actor.person_id if actor else None,
+        actor_position_id=actor.position_id if actor else None,
+        actor_label=actor.label if actor else "system", data=data, at=now,
+    ))
+
+
+def _property(workflow: BpmnWorkflow, task: Task, name: str) -> Any:
+    expr = task.task_spec.extensions.get("properties", {}).get(name)
+    if expr is None:
+        return None
+    try:
+        return workflow.script_engine.evaluate(task, expr)
+    except Exception as exc:  # a deployed expression failed on this instance's data
+        raise ProcessError(
+            f"element '{task.task_spec.bpmn_id}': property '{name}' ({expr}) failed: {exc}"
+        ) from exc
+
+
+def _due_at(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value
+    try:
+        return end_of_local_day(date.fromisoformat(str(value)))
+    except ValueError:
+        raise ProcessError(f"due date {value!r} is not a date") from None
+
+
+def _sync_human_tasks(session: Session, instance: Instance, workflow: BpmnWorkflow,
+                      now: datetime) -> list[HumanTask]:
+    """Mirror the workflow's ready manual tasks into rows; rows whose task went away
+    (cancelled by the process) are closed as cancelled. Returns the new rows."""
+    ready = {str(t.id): t for t in workflow.get_tasks(state=SpiffState.READY, manual=True)}
+    open_rows = {r.spiff_task_id: r for r in session.scalars(select(HumanTask).where(
+        HumanTask.instance_id == instance.id, HumanTask.state == TaskState.READY))}
+    for spiff_id, row in open_rows.items():
+        if spiff_id not in ready:
+            row.state = TaskState.CANCELLED
+            row.completed_at = now
+            _history(session, instance, "cancelled", now, task=row)
+    positions: dict[tuple[int, str], Position] = {}
+    created = []
+    for spiff_id, task in ready.items():
+        if spiff_id in open_rows:
+            continue
+        unit_id = _property(workflow, task, "unit")
+        kind = _property(workflow, task, "position")
+        key = (unit_id, kind)
+        if key not in positions:
+            position = session.scalar(select(Position).where(
+                Position.unit_id == unit_id, Position.kind == kind))
+            if position is None:
+                raise ProcessError(f"element '{task.task_spec.bpmn_id}': unit {unit_id} "
+                                   f"has no position '{kind}'")
+            positions[key] = position
+        row = HumanTask(
+            instance_id=instance.id, spiff_task_id=spiff_id, element_id=task.task_spec.bpmn_id,
+            name=task.task_spec.bpmn_name or task.task_spec.bpmn_id,
+            form=task.task_spec.extensions["properties"]["form"], unit_id=unit_id,
+            position_id=positions[key].id, state=TaskState.READY,
+            due_at=_due_at(_property(workflow, task, "due")), created_at=now,
+        )
+        session.add(row)
+        created.append(row)
+    session.flush()
+    return created
+
+
+def _save(instance: Instance, workflow: BpmnWorkflow, now: datetime) -> None:
+    instance.state = dump_state(workflow)
+    instance.serializer_version = SERIALIZER_VERSION
+    instance.updated_at = now
+    if workflow.is_completed():
+        instance.status = InstanceStatus.COMPLETED
+        instance.completed_at = now
+
+
+def _run(action: Any) -> None:
+    try:
+        action()
+    except WorkflowException as exc:
+        raise ProcessError(str(exc)) from exc
+
+
+def start_instance(session: Session, process_id: str, data: dict[str, Any], business_key: str,
+                   now: datetime, plan_task_id: int | None = None,
+                   actor: Actor | None = None) -> Instance:
+    """Start the latest version of `process_id` with `data` as its start data."""
+    version = latest_version(session, process_id)
+    if version is None:
+        raise NotFound(f"process '{process_id}' is not deployed")
+    exists = session.scalar(select(Instance.id).where(
+        Instance.process_id == process_id, Instance.business_key == business_key))
+    if exists is not None:
+        raise Conflict(f"{process_id} '{business_key}' was already started (instance {exists})")
+    workflow = new_workflow(_specs(session, version.id))
+    workflow.get_tasks(state=SpiffState.READY)[0].set_data(**data)
+    _run(workflow.do_engine_steps)
+    instance = Instance(
+        process_version_id=version.id, process_id=process_id, business_key=business_key,
+        plan_task_id=plan_task_id, status=InstanceStatus.RUNNING, state=b"",
+        serializer_version=SERIALIZER_VERSION, created_at=now, updated_at=now,
+    )
+    _save(instance, workflow, now)
+    session.add(instance)
+    session.flush()
+    _history(session, instance, "started", now, actor, data={"version": version.version})
+    _sync_human_tasks(session, instance, workflow, now)
+    return instance
+
+
+def load_workflow(session: Session, instance: Instance) -> BpmnWorkflow:
+    return load_state(instance.state, _specs(session, instance.process_version_id))
+
+
+def may_act(session: Session, actor: Actor, task: HumanTask) -> bool:
+    position = session.get(Position, actor.position_id)
+    if position is None or position.unit_id != task.unit_id:
+        return False
+    if actor.person_id is not None and not holds(session, actor.person_id, position.id):
+        return False
+    if position.id == task.position_id:
+        return True
+    # The office director may take any step of the office's staff.
+    return (position.kind == PositionKind.OFFICE_DIRECTOR
+            and task.position.kind == PositionKind.OFFICE_STAFF)
+
+
+def _lock(session: Session, task_id: int) -> tuple[Instance, HumanTask]:
+    instance_id = session.scalar(select(HumanTask.instance_id).where(HumanTask.id == task_id))
+    if instance_id is None:
+        raise NotFound(f"no step {task_id}")
+    instance = session.scalars(
+        select(Instance).where(Instance.id == instance_id).with_for_update()
+        .execution_options(populate_existing=True)).one()
+    task = session.scalars(select(HumanTask).where(HumanTask.id == task_id)
+                           .execution_options(populate_existing=True)).one()
+    return instance, task
+
+
+def complete_task(session: Session, task_id: int, actor: Actor, data: dict[str, Any],
+                  now: datetime) -> HumanTask:
+    """Complete one human step with the submitted form data and move the instance on."""
+    instance, task = _lock(session, task_id)
+    if not may_act(session, actor, task):
+        unit = session.get(Unit, task.unit_id)
+        raise PermissionDenied(f"step {task.id} belongs to {unit.name if unit else '?'} "
+                               f"({task.position.title}); this position may not act on it")
+    if task.state != TaskState.READY:
+        raise Conflict(f"step {task.id} ({task.name}) is already {task.state.value}; "
+                       "nothing was changed")
+    clean = validate(FORMS[task.form], data, local_today(now))
+    workflow = load_workflow(session, instance)
+    spiff_task = workflow.get_task_from_id(UUID(task.spiff_task_id))
+    if spiff_task.state != SpiffState.READY:
+        raise Conflict(f"step {task.id} ({task.name}) is no longer ready in the process")
+    spiff_task.set_data(**clean)
+    _run(spiff_task.run)
+    _run(workflow.do_engine_steps)
+    task.state = TaskState.COMPLETED
+    task.completed_at = now
+    task.completed_by_id = actor.person_id
+    task.form_data = clean
+    _history(session, instance, "completed", now, actor, task,
+             {"element": task.element_id, **clean})
+    _sync_human_tasks(session, instance, workflow, now)
+    _save(instance, workflow, now)
+    session.flush()
+    return task
+
+
+def claim_task(session: Session, task_id: int, actor: Actor, now: datetime) -> HumanTask:
+    """Record that a holder of the position has taken the step up (it stays the position's)."""
+    instance, task = _lock(session, task_id)
+    if actor.person_id is None or not may_act(session, actor, task):
+        raise PermissionDenied(f"step {task.id} cannot be claimed by this position")
+    if task.state != TaskState.READY:
+        raise Conflict(f"step {task.id} ({task.name}) is already {task.state.value}")
+    task.claimed_at, task.claimed_by_id = now, actor.person_id
+    _history(session, instance, "claimed", now, actor, task)
+    session.flush()
+    return task
+
+
+def open_tasks(session: Session, unit_ids: list[int] | None = None) -> list[HumanTask]:
+    query = select(HumanTask).where(HumanTask.state == TaskState.READY)
+    if unit_ids is not None:
+        query = query.where(HumanTask.unit_id.in_(unit_ids))
+    return list(session.scalars(query.order_by(HumanTask.due_at.is_(None), HumanTask.due_at,
+                                               HumanTask.id)))
+
+
+def history(session: Session, instance_id: int) -> list[HistoryEntry]:
+    return list(session.scalars(select(HistoryEntry).where(
+        HistoryEntry.instance_id == instance_id).order_by(HistoryEntry.id)))

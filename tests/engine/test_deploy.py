@@ -1,0 +1,175 @@
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from engine.deploy import deploy, deploy_directory
+from engine.errors import DeployError
+from engine.models import Instance, ProcessVersion
+from engine.routing import hand_out
+from tests.conftest import PROCESSES
+
+ROUTING = PROCESSES / "task_routing.bpmn"
+
+MINIMAL = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" targetNamespace="t">
+  <bpmn:process id="{pid}" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="work" />
+    <bpmn:scriptTask id="work"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:script>{script}</bpmn:script>
+    </bpmn:scriptTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="end" />
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_same_content_is_stored_once_and_changes_make_versions(sessions, tmp_path):
+    path = _write(tmp_path, "demo.bpmn", MINIMAL.format(pid="demo", script="x = 1"))
+    with sessions.begin() as s:
+        first = deploy(s, [path])
+        again = deploy(s, [path])
+    assert [(d.version, d.created) for d in first + again] == [(1, True), (1, False)]
+    _write(tmp_path, "demo.bpmn", MINIMAL.format(pid="demo", script="x = 2"))
+    with sessions.begin() as s:
+        changed = deploy(s, [path])
+        assert [(d.version, d.created) for d in changed] == [(2, True)]
+        assert len(s.scalars(select(ProcessVersion)).all()) == 2
+
+
+def test_running_instances_stay_on_their_version(seeded, clock, tmp_path):
+    with seeded.begin() as s:
+        (old,) = hand_out(s, "weixi-2023-15", [7], clock())
+    copy = tmp_path / "task_routing.bpmn"
+    shutil.copy(ROUTING, copy)
+    copy.write_text(copy.read_text(encoding="utf-8").replace('name="签收"', 'name="签收确认"'),
+                    encoding="utf-8")
+    with seeded.begin() as s:
+        (v2,) = deploy(s, [copy])
+        (new,) = hand_out(s, "weixi-2023-15", [8], clock())
+    assert v2.version == 2
+    with seeded() as s:
+        assert s.get(Instance, old.id).version.version == 1
+        assert s.get(Instance, new.id).version.version == 2
+    from tests.helpers import drive
+
+    assert drive(seeded, clock, old.id) > 0
+    with seeded() as s:
+        assert s.get(Instance, old.id).status.value == "completed"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("<bpmn:definitions", "demo.bpmn:1: malformed XML"),
+    (MINIMAL.format(pid="demo", script="x = = 1"), "demo.bpmn:7: element 'work': script is not"),
+    (MINIMAL.format(pid="other", script="x = 1"), "no executable process with id 'demo'"),
+])
+def test_broken_files_are_located(sessions, tmp_path, text, expected):
+    path = _write(tmp_path, "demo.bpmn", text)
+    with pytest.raises(DeployError) as err, sessions.begin() as s:
+        deploy(s, [path])
+    assert expected in str(err.value)
+    with sessions() as s:
+        assert s.scalars(select(ProcessVersion)).all() == []
+
+
+def _routing_with(tmp_path: Path, old: str, new: str) -> Path:
+    text = ROUTING.read_text(encoding="utf-8")
+    assert old in text
+    return _write(tmp_path, "task_routing.bpmn", text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("action == 'request_extension'</bpmn:conditionExpression>",
+     "action === 'x'</bpmn:conditionExpression>", "element 'c_ext': condition is not valid"),
+    ('<spiffworkflow:property name="due" value="ack_due" />',
+     '<spiffworkflow:property name="due" value="ack_due +" />',
+     "element 'acknowledge': property 'due' is not valid"),
+    ('<spiffworkflow:property name="form" value="plan" />',
+     '<spiffworkflow:property name="form" value="nonsense" />',
+     "element 'set_plan': unknown form 'nonsense'"),
+    ('<spiffworkflow:property name="form" value="review" />', "",
+     "element 'review': user task lacks properties form"),
+    ('targetRef="review" />', 'targetRef="nowhere" />', "nowhere"),
+])
+def test_problems_the_parser_leaves_to_run_time_are_caught_at_deploy(sessions, tmp_path, old, new,
+                                                                    expected):
+    path = _routing_with(tmp_path, old, new)
+    with pytest.raises(DeployError) as err, sessions.begin() as s:
+        deploy(s, [path])
+    assert expected in str(err.value)
+    assert "task_routing.bpmn:" in str(err.value)
+
+
+@pytest.mark.parametrize(("expr", "expected"), [
+    ("P3D", "timer timeDuration P3D is read as a variable name; write the ISO value in quotes"),
+    ("'P3X'", "timer timeDuration 'P3X' is not a valid ISO 8601 value"),
+    ("'P3D' +", "timer timeDuration is not valid Python"),
+])
+def test_timer_expressions_are_checked(sessions, tmp_path, expr, expected):
+    timer = MINIMAL.format(pid="demo", script="x = 1").replace(
+        '<bpmn:endEvent id="end">',
+        '<bpmn:intermediateCatchEvent id="wait"><bpmn:timerEventDefinition>'
+        f'<bpmn:timeDuration>{expr}</bpmn:timeDuration></bpmn:timerEventDefinition>'
+        '</bpmn:intermediateCatchEvent><bpmn:endEvent id="end">')
+    path = _write(tmp_path, "demo.bpmn", timer)
+    with pytest.raises(DeployError, match=f"element 'wait': {re.escape(expected)}"), \
+            sessions.begin() as s:
+        deploy(s, [path])
+
+
+DMN = """<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" id="d" name="d" namespace="n">
+  <decision id="rate" name="rate">
+    <decisionTable id="rate_table">
+      <input id="i1"><inputExpression id="e1" typeRef="string"><text>kind</text></inputExpression></input>
+      <output id="o1" name="rate" typeRef="number" />
+      <rule id="r1"><inputEntry id="r1i"><text>"near_low_income"</text></inputEntry>
+        <outputEntry id="r1o"><text>0.7</text></outputEntry></rule>
+      {extra}
+    </decisionTable>
+  </decision>
+</definitions>
+"""
+
+
+def test_a_decision_table_without_a_catch_all_rule_is_refused(sessions, tmp_path):
+    path = _write(tmp_path, "rate.dmn", DMN.format(extra=""))
+    with pytest.raises(DeployError, match="rate.dmn:4: element 'rate_table': decision table has "
+                                          "no catch-all rule"), sessions.begin() as s:
+        deploy(s, [path])
+    catch_all = '<rule id="r2"><inputEntry id="r2i"><text>-</text></inputEntry>' \
+                '<outputEntry id="r2o"><text>0</text></outputEntry></rule>'
+    _write(tmp_path, "rate.dmn", DMN.format(extra=catch_all))
+    bad_entry = DMN.format(extra=catch_all).replace('"near_low_income"', '"near_low_income')
+    _write(tmp_path, "rate.dmn", bad_entry)
+    with pytest.raises(DeployError, match="element 'r1': input entry is not valid"), \
+            sessions.begin() as s:
+        deploy(s, [path])
+
+
+@pytest.mark.parametrize("doctype", [
+    '<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>',
+    '<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>',
+])
+def test_entities_and_doctypes_are_refused(sessions, tmp_path, doctype):
+    text = MINIMAL.format(pid="demo", script="x = 1").replace(
+        '<bpmn:definitions', doctype + '\n<bpmn:definitions', 1)
+    path = _write(tmp_path, "demo.bpmn", text)
+    with pytest.raises(DeployError, match="DOCTYPE is not allowed"), sessions.begin() as s:
+        deploy(s, [path])
+
+
+def test_the_shipped_processes_deploy(sessions):
+    with sessions.begin() as s:
+        assert [d.process_id for d in deploy_directory(s, PROCESSES)] == ["task_routing"]

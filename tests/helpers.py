@@ -1,0 +1,57 @@
+"""Acting in tests as the position a step is assigned to, with plausible form answers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.clock import FixedClock, local_today
+from engine.models import HumanTask, TaskState
+from engine.runtime import Actor, complete_task
+
+
+def answer(form: str, clock: FixedClock, **override: Any) -> dict[str, Any]:
+    today = local_today(clock())
+    day = (today + timedelta(days=20)).isoformat()
+    answers: dict[str, dict[str, Any]] = {
+        "acknowledge": {"note": "收到"},
+        "plan": {"plan": "按月推进", "support_due": day, "implement_due": day, "final_due": day},
+        "contribute": {"content": "配合材料"},
+        "report": {"content": "已完成", "final": True},
+        "consolidate": {"summary": "汇总情况"},
+        "review": {"decision": "close"},
+        "decide_extension": {"approved": True, "new_due": day},
+    }
+    return {**answers[form], **override}
+
+
+def open_steps(session: Session, instance_id: int | None = None) -> list[HumanTask]:
+    query = select(HumanTask).where(HumanTask.state == TaskState.READY)
+    if instance_id is not None:
+        query = query.where(HumanTask.instance_id == instance_id)
+    return list(session.scalars(query.order_by(HumanTask.id)))
+
+
+def act(sessions: sessionmaker[Session], step: HumanTask, clock: FixedClock,
+        **override: Any) -> HumanTask:
+    """Complete `step` as its own position, in one transaction."""
+    with sessions.begin() as session:
+        return complete_task(session, step.id, Actor(position_id=step.position_id),
+                             answer(step.form, clock, **override), clock())
+
+
+def drive(sessions: sessionmaker[Session], clock: FixedClock,
+          instance_id: int | None = None) -> int:
+    """Complete every open step until none is left; returns how many were completed."""
+    done = 0
+    while True:
+        with sessions() as session:
+            steps = open_steps(session, instance_id)
+        if not steps:
+            return done
+        for step in steps:
+            act(sessions, step, clock)
+            done += 1
