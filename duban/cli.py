@@ -45,10 +45,13 @@ class Context:
         except ImportErrors as exc:
             raise click.ClickException(
                 f"{exc.source}: nothing was imported; {len(exc.problems)} problem(s):\n  "
-                + "\n  ".join(exc.problems)) from None
+                + "\n  ".join(exc.problems)
+            ) from None
         except FormError as exc:
-            raise click.ClickException("form not accepted, nothing was changed:\n  " + "\n  ".join(
-                f"{field}: {msg}" for field, msg in exc.errors.items())) from None
+            raise click.ClickException(
+                "form not accepted, nothing was changed:\n  "
+                + "\n  ".join(f"{field}: {msg}" for field, msg in exc.errors.items())
+            ) from None
         except DubanError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -57,8 +60,12 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.group()
-@click.option("--database", envvar="DUBAN_DATABASE_URL", default=None,
-              help="SQLAlchemy URL (default: $DUBAN_DATABASE_URL or SQLite in ./var).")
+@click.option(
+    "--database",
+    envvar="DUBAN_DATABASE_URL",
+    default=None,
+    help="SQLAlchemy URL (default: $DUBAN_DATABASE_URL or SQLite in ./var).",
+)
 @click.pass_context
 def main(ctx: click.Context, database: str | None) -> None:
     """督办 duban: supervise task-division lists with BPMN."""
@@ -179,18 +186,28 @@ def tasks_cmd(ctx: Context, unit_name: str | None, as_json: bool) -> None:
     with ctx.transaction() as session:
         unit_ids = [_unit(session, unit_name).id] if unit_name else None
         rows = open_tasks(session, unit_ids)
-        out = [{
-            "step": t.id, "instance": t.instance_id, "item": t.instance.business_key,
-            "name": t.name, "form": t.form, "unit": t.unit.name, "position": t.position.kind.value,
-            "due": clock.as_utc(t.due_at).astimezone(clock.LOCAL_TZ).date().isoformat()
-            if t.due_at else None,
-        } for t in rows]
+        out = [
+            {
+                "step": t.id,
+                "instance": t.instance_id,
+                "item": t.instance.business_key,
+                "name": t.name,
+                "form": t.form,
+                "unit": t.unit.name,
+                "position": t.position.kind.value,
+                "due": clock.as_utc(t.due_at).astimezone(clock.LOCAL_TZ).date().isoformat()
+                if t.due_at
+                else None,
+            }
+            for t in rows
+        ]
     if as_json:
         click.echo(json.dumps(out, ensure_ascii=False, indent=1))
         return
     for r in out:
-        click.echo(f"{r['step']}\t{r['item']}\t{r['name']}\t{r['unit']}/{r['position']}"
-                   f"\t{r['due'] or '-'}")
+        click.echo(
+            f"{r['step']}\t{r['item']}\t{r['name']}\t{r['unit']}/{r['position']}\t{r['due'] or '-'}"
+        )
     click.echo(f"{len(out)} open step(s)")
 
 
@@ -206,13 +223,19 @@ def _parse_fields(pairs: tuple[str, ...], data_json: str | None) -> dict[str, An
 
 @main.command("complete")
 @click.argument("step", type=int)
-@click.option("--as", "as_", required=True, metavar="UNIT[:POSITION]",
-              help="The unit (and position, default liaison) acting, e.g. 县卫生健康局:liaison.")
+@click.option(
+    "--as",
+    "as_",
+    required=True,
+    metavar="UNIT[:POSITION]",
+    help="The unit (and position, default liaison) acting, e.g. 县卫生健康局:liaison.",
+)
 @click.option("--set", "pairs", multiple=True, metavar="FIELD=VALUE", help="A form field.")
 @click.option("--data", "data_json", help="Form fields as a JSON object.")
 @pass_ctx
-def complete_cmd(ctx: Context, step: int, as_: str, pairs: tuple[str, ...],
-                 data_json: str | None) -> None:
+def complete_cmd(
+    ctx: Context, step: int, as_: str, pairs: tuple[str, ...], data_json: str | None
+) -> None:
     """Complete an open step for a unit's position."""
     try:
         data = _parse_fields(pairs, data_json)
@@ -225,8 +248,10 @@ def complete_cmd(ctx: Context, step: int, as_: str, pairs: tuple[str, ...],
         actor = Actor(position_id=position.id, label=f"cli:{unit.name}/{position.kind.value}")
         task = complete_task(session, step, actor, data, clock.utcnow())
         instance = task.instance
-        click.echo(f"step {task.id} ({task.name}) completed; {instance.business_key} is "
-                   f"{instance.status.value}")
+        click.echo(
+            f"step {task.id} ({task.name}) completed; {instance.business_key} is "
+            f"{instance.status.value}"
+        )
 
 
 @main.command("show")
@@ -236,19 +261,26 @@ def show_cmd(ctx: Context, instance: str) -> None:
     """An instance (id or business key): status, open steps, history."""
     with ctx.transaction() as session:
         query = select(Instance).where(
-            Instance.id == int(instance) if instance.isdigit()
-            else Instance.business_key == instance)
+            Instance.id == int(instance)
+            if instance.isdigit()
+            else Instance.business_key == instance
+        )
         inst = session.scalar(query)
         if inst is None:
             raise click.ClickException(f"no instance '{instance}'")
-        click.echo(f"instance {inst.id} {inst.business_key} {inst.process_id} "
-                   f"v{inst.version.version} {inst.status.value}")
-        for t in session.scalars(select(HumanTask).where(HumanTask.instance_id == inst.id)
-                                 .order_by(HumanTask.id)):
+        click.echo(
+            f"instance {inst.id} {inst.business_key} {inst.process_id} "
+            f"v{inst.version.version} {inst.status.value}"
+        )
+        for t in session.scalars(
+            select(HumanTask).where(HumanTask.instance_id == inst.id).order_by(HumanTask.id)
+        ):
             click.echo(f"  step {t.id}\t{t.state.value}\t{t.name}\t{t.unit.name}")
         for h in history(session, inst.id):
-            click.echo(f"  {h.at:%Y-%m-%d %H:%M}\t{h.action}\t{h.actor_label}\t"
-                       f"{json.dumps(h.data, ensure_ascii=False) if h.data else ''}")
+            click.echo(
+                f"  {h.at:%Y-%m-%d %H:%M}\t{h.action}\t{h.actor_label}\t"
+                f"{json.dumps(h.data, ensure_ascii=False) if h.data else ''}"
+            )
 
 
 @main.command("hand-over")
@@ -262,8 +294,9 @@ def hand_over_cmd(ctx: Context, unit_name: str, kind: str, successor: str, title
     with ctx.transaction() as session:
         unit = _unit(session, unit_name)
         position = position_of(session, unit, kind)
-        person = session.scalar(select(Person).where(Person.name == successor,
-                                                     Person.title == title))
+        person = session.scalar(
+            select(Person).where(Person.name == successor, Person.title == title)
+        )
         if person is None:
             person = Person(name=successor, title=title)
             session.add(person)
@@ -274,8 +307,13 @@ def hand_over_cmd(ctx: Context, unit_name: str, kind: str, successor: str, title
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--seed/--no-seed", "do_seed", default=True, show_default=True,
-              help="Migrate and load the seed data first.")
+@click.option(
+    "--seed/--no-seed",
+    "do_seed",
+    default=True,
+    show_default=True,
+    help="Migrate and load the seed data first.",
+)
 @pass_ctx
 def serve_cmd(ctx: Context, host: str, port: int, do_seed: bool) -> None:
     """Run duban on this machine (the embedded default; use gunicorn in production)."""

@@ -78,8 +78,9 @@ def _read(path: Path) -> _Source:
     return _Source(str(path), data.decode("utf-8", errors="replace"), tree)
 
 
-def _check_python(src: _Source, element: etree._Element, code: str, what: str,
-                  mode: str = "eval") -> list[str]:
+def _check_python(
+    src: _Source, element: etree._Element, code: str, what: str, mode: str = "eval"
+) -> list[str]:
     try:
         ast.parse(code.strip(), mode=mode)
     except SyntaxError as exc:
@@ -103,8 +104,10 @@ def _check_timer(src: _Source, event: etree._Element, code: str, tag: str) -> li
         return problems
     node = ast.parse(code.strip(), mode="eval").body
     if isinstance(node, ast.Name) and ISO_LOOKING.match(node.id):
-        return [f"{src.where(event)}: {what} {node.id} is read as a variable name; "
-                f"write the ISO value in quotes: '{node.id}'"]
+        return [
+            f"{src.where(event)}: {what} {node.id} is read as a variable name; "
+            f"write the ISO value in quotes: '{node.id}'"
+        ]
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         try:
             TIMER_PARSERS[tag](node.value)
@@ -158,8 +161,10 @@ def _check_dmn(src: _Source, ns_uri: str) -> list[str]:
         rules = table.findall("dmn:rule", ns)
         catch_all = False
         for rule in rules:
-            entries = [(e.findtext("dmn:text", "", ns) or "").strip()
-                       for e in rule.findall("dmn:inputEntry", ns)]
+            entries = [
+                (e.findtext("dmn:text", "", ns) or "").strip()
+                for e in rule.findall("dmn:inputEntry", ns)
+            ]
             if all(e in ("", "-") for e in entries):
                 catch_all = True
             for text in entries:
@@ -170,8 +175,9 @@ def _check_dmn(src: _Source, ns_uri: str) -> list[str]:
                     expr = "_x " + expr
                 problems += _check_python(src, rule, expr, "input entry")
             for out in rule.findall("dmn:outputEntry", ns):
-                problems += _check_python(src, rule, out.findtext("dmn:text", "", ns) or "None",
-                                          "output entry")
+                problems += _check_python(
+                    src, rule, out.findtext("dmn:text", "", ns) or "None", "output entry"
+                )
         if not catch_all:
             # SpiffWorkflow sets no output when no rule matches: every input must land somewhere.
             problems.append(
@@ -227,8 +233,10 @@ def parse_bundle(paths: Iterable[Path]) -> dict[str, tuple[dict, dict[str, str]]
     for src in bpmn_sources:
         process_id = Path(src.path).stem
         if process_id not in parser.get_process_ids():
-            problems.append(f"{src.path}: no executable process with id '{process_id}' "
-                            "(the file name is the process id)")
+            problems.append(
+                f"{src.path}: no executable process with id '{process_id}' "
+                "(the file name is the process id)"
+            )
             continue
         try:
             spec = parser.get_spec(process_id)
@@ -258,17 +266,30 @@ def deploy(session: Session, paths: Iterable[Path], deployed_by: str = "") -> li
     results = []
     for process_id, (spec, sources) in sorted(bundle.items()):
         digest = content_hash(process_id, sources)
-        existing = session.scalar(select(ProcessVersion).where(
-            ProcessVersion.content_hash == digest))
+        existing = session.scalar(
+            select(ProcessVersion).where(ProcessVersion.content_hash == digest)
+        )
         if existing is not None:
             results.append(Deployed(process_id, existing.version, created=False))
             continue
-        latest = session.scalar(select(func.max(ProcessVersion.version)).where(
-            ProcessVersion.process_id == process_id)) or 0
-        session.add(ProcessVersion(
-            process_id=process_id, version=latest + 1, content_hash=digest,
-            sources=sources, spec=spec, deployed_by=deployed_by,
-        ))
+        latest = (
+            session.scalar(
+                select(func.max(ProcessVersion.version)).where(
+                    ProcessVersion.process_id == process_id
+                )
+            )
+            or 0
+        )
+        session.add(
+            ProcessVersion(
+                process_id=process_id,
+                version=latest + 1,
+                content_hash=digest,
+                sources=sources,
+                spec=spec,
+                deployed_by=deployed_by,
+            )
+        )
         results.append(Deployed(process_id, latest + 1, created=True))
     session.flush()
     return results

@@ -75,10 +75,10 @@ def _validate_directory(doc: dict[str, Any], known_codes: set[str]) -> list[str]
         if u.get("kind") not in {k.value for k in UnitKind}:
             problems.append(f"{where}: unknown kind '{u.get('kind')}'")
         for name in [u.get("name", ""), *u.get("aliases", [])]:
-            key = (u.get("jurisdiction", ""), name)
-            if key in names and names[key] != u.get("name"):
-                problems.append(f"{where}: name '{name}' is already used by {names[key]}")
-            names[key] = u.get("name", "")
+            slot = (u.get("jurisdiction", ""), name)
+            if slot in names and names[slot] != u.get("name"):
+                problems.append(f"{where}: name '{name}' is already used by {names[slot]}")
+            names[slot] = u.get("name", "")
     unit_names = {name for (_, name) in names}
     for i, p in enumerate(doc.get("people", []), 1):
         where = f"people[{i}] ({p.get('name', '?')})"
@@ -88,7 +88,9 @@ def _validate_directory(doc: dict[str, Any], known_codes: set[str]) -> list[str]
             problems.append(f"{where}: unknown position '{p.get('position')}'")
     for i, o in enumerate(doc.get("offices", []), 1):
         if (o.get("jurisdiction", ""), o.get("unit", "")) not in names:
-            problems.append(f"offices[{i}]: unknown unit '{o.get('unit')}' in '{o.get('jurisdiction')}'")
+            problems.append(
+                f"offices[{i}]: unknown unit '{o.get('unit')}' in '{o.get('jurisdiction')}'"
+            )
     return problems
 
 
@@ -106,8 +108,13 @@ def load_directory(session: Session, path: Path, now: datetime) -> dict[str, int
         if j["code"] in by_code:
             continue
         parent = by_code.get(j.get("parent", ""))
-        row = Jurisdiction(code=j["code"], name=j["name"], short_name=j.get("short_name", ""),
-                           level=Level(j["level"]), parent=parent)
+        row = Jurisdiction(
+            code=j["code"],
+            name=j["name"],
+            short_name=j.get("short_name", ""),
+            level=Level(j["level"]),
+            parent=parent,
+        )
         session.add(row)
         by_code[j["code"]] = row
         counts["jurisdictions"] += 1
@@ -115,11 +122,16 @@ def load_directory(session: Session, path: Path, now: datetime) -> dict[str, int
     units: dict[str, Unit] = {}
     for u in doc.get("units", []):
         jur = by_code[u["jurisdiction"]]
-        unit = session.scalar(select(Unit).where(Unit.jurisdiction_id == jur.id,
-                                                 Unit.name == u["name"]))
+        unit = session.scalar(
+            select(Unit).where(Unit.jurisdiction_id == jur.id, Unit.name == u["name"])
+        )
         if unit is None:
-            unit = Unit(jurisdiction_id=jur.id, name=u["name"], kind=UnitKind(u["kind"]),
-                        member=bool(u.get("member", False)))
+            unit = Unit(
+                jurisdiction_id=jur.id,
+                name=u["name"],
+                kind=UnitKind(u["kind"]),
+                member=bool(u.get("member", False)),
+            )
             session.add(unit)
             session.flush()
             counts["units"] += 1
@@ -140,8 +152,9 @@ def load_directory(session: Session, path: Path, now: datetime) -> dict[str, int
         counts["positions"] += created
         if _holders(session, position.id):
             continue
-        person = session.scalar(select(Person).where(Person.name == p["name"],
-                                                     Person.title == p.get("title", "")))
+        person = session.scalar(
+            select(Person).where(Person.name == p["name"], Person.title == p.get("title", ""))
+        )
         if person is None:
             person = Person(name=p["name"], title=p.get("title", ""), email=p.get("email", ""))
             session.add(person)
@@ -152,8 +165,9 @@ def load_directory(session: Session, path: Path, now: datetime) -> dict[str, int
 
 
 def ensure_position(session: Session, unit: Unit, kind: PositionKind) -> tuple[Position, int]:
-    position = session.scalar(select(Position).where(Position.unit_id == unit.id,
-                                                     Position.kind == kind))
+    position = session.scalar(
+        select(Position).where(Position.unit_id == unit.id, Position.kind == kind)
+    )
     if position is not None:
         return position, 0
     position = Position(unit=unit, kind=kind, title=POSITION_TITLES[kind])
@@ -163,8 +177,11 @@ def ensure_position(session: Session, unit: Unit, kind: PositionKind) -> tuple[P
 
 
 def _holders(session: Session, position_id: int) -> list[Holding]:
-    return list(session.scalars(select(Holding).where(
-        Holding.position_id == position_id, Holding.ended_at.is_(None))))
+    return list(
+        session.scalars(
+            select(Holding).where(Holding.position_id == position_id, Holding.ended_at.is_(None))
+        )
+    )
 
 
 def holders(session: Session, position_id: int) -> list[Person]:
@@ -172,14 +189,28 @@ def holders(session: Session, position_id: int) -> list[Person]:
 
 
 def holds(session: Session, person_id: int, position_id: int) -> bool:
-    return session.scalar(select(Holding.id).where(
-        Holding.person_id == person_id, Holding.position_id == position_id,
-        Holding.ended_at.is_(None)).limit(1)) is not None
+    return (
+        session.scalar(
+            select(Holding.id)
+            .where(
+                Holding.person_id == person_id,
+                Holding.position_id == position_id,
+                Holding.ended_at.is_(None),
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def positions_of(session: Session, person_id: int) -> list[Position]:
-    return list(session.scalars(select(Position).join(Holding).where(
-        Holding.person_id == person_id, Holding.ended_at.is_(None))))
+    return list(
+        session.scalars(
+            select(Position)
+            .join(Holding)
+            .where(Holding.person_id == person_id, Holding.ended_at.is_(None))
+        )
+    )
 
 
 def hand_over(session: Session, position: Position, successor: Person, now: datetime) -> None:
@@ -204,8 +235,9 @@ def descendants(session: Session, root: Jurisdiction) -> list[Jurisdiction]:
     """The jurisdiction and everything below it (a county and its townships)."""
     result, frontier = [root], [root.id]
     while frontier:
-        children = list(session.scalars(select(Jurisdiction).where(
-            Jurisdiction.parent_id.in_(frontier))))
+        children = list(
+            session.scalars(select(Jurisdiction).where(Jurisdiction.parent_id.in_(frontier)))
+        )
         result += children
         frontier = [c.id for c in children]
     return result
@@ -222,8 +254,11 @@ def unit_names(session: Session, scope: list[Jurisdiction]) -> dict[str, Unit]:
 
 def find_unit(session: Session, name: str, jurisdiction_code: str | None = None) -> Unit:
     """A unit by name or alias, optionally within one jurisdiction and below."""
-    scope = (descendants(session, jurisdiction(session, jurisdiction_code))
-             if jurisdiction_code else list(session.scalars(select(Jurisdiction))))
+    scope = (
+        descendants(session, jurisdiction(session, jurisdiction_code))
+        if jurisdiction_code
+        else list(session.scalars(select(Jurisdiction)))
+    )
     matches = {u.id: u for n, u in unit_names(session, scope).items() if n == name}
     if not matches:
         raise NotFound(f"no unit named '{name}'")
@@ -237,8 +272,9 @@ def position_of(session: Session, unit: Unit, kind: str) -> Position:
         wanted = PositionKind(kind)
     except ValueError:
         raise NotFound(f"unknown position '{kind}'") from None
-    position = session.scalar(select(Position).where(Position.unit_id == unit.id,
-                                                     Position.kind == wanted))
+    position = session.scalar(
+        select(Position).where(Position.unit_id == unit.id, Position.kind == wanted)
+    )
     if position is None:
         raise NotFound(f"{unit.name} has no position '{kind}'")
     return position

@@ -20,7 +20,7 @@ class Field:
     kind: str  # text | date | bool | choice
     required: bool = False
     # Required only when another field has this value, e.g. ("action", "request_extension").
-    required_when: tuple[str, str] | None = None
+    required_when: tuple[str, Any] | None = None
     choices: tuple[str, ...] = ()
     default: Any = None
     max_length: int = MAX_TEXT

@@ -265,7 +265,7 @@ class Instance(Base):
     plan_task: Mapped[PlanTask | None] = relationship()
 
     # Optimistic check on every save, on top of the row lock: a stale writer fails loudly.
-    __mapper_args__ = {"version_id_col": revision}
+    __mapper_args__ = {"version_id_col": revision}  # noqa: RUF012 (SQLAlchemy reads it)
 
 
 class HumanTask(Base):

@@ -57,15 +57,27 @@ def _specs(session: Session, version_id: int) -> Specs:
     return SPEC_CACHE.get(version_id, load)
 
 
-def _history(session: Session, instance: Instance, action: str, now: datetime,
-             actor: Actor | None = None, task: HumanTask | None = None,
-             data: dict[str, Any] | None = None) -> None:
-    session.add(HistoryEntry(
-        instance_id=instance.id, human_task_id=task.id if task else None, action=action,
-        actor_person_id=actor.person_id if actor else None,
-        actor_position_id=actor.position_id if actor else None,
-        actor_label=actor.label if actor else "system", data=data, at=now,
-    ))
+def _history(
+    session: Session,
+    instance: Instance,
+    action: str,
+    now: datetime,
+    actor: Actor | None = None,
+    task: HumanTask | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        HistoryEntry(
+            instance_id=instance.id,
+            human_task_id=task.id if task else None,
+            action=action,
+            actor_person_id=actor.person_id if actor else None,
+            actor_position_id=actor.position_id if actor else None,
+            actor_label=actor.label if actor else "system",
+            data=data,
+            at=now,
+        )
+    )
 
 
 def _property(workflow: BpmnWorkflow, task: Task, name: str) -> Any:
@@ -91,13 +103,20 @@ def _due_at(value: Any) -> datetime | None:
         raise ProcessError(f"due date {value!r} is not a date") from None
 
 
-def _sync_human_tasks(session: Session, instance: Instance, workflow: BpmnWorkflow,
-                      now: datetime) -> list[HumanTask]:
+def _sync_human_tasks(
+    session: Session, instance: Instance, workflow: BpmnWorkflow, now: datetime
+) -> list[HumanTask]:
     """Mirror the workflow's ready manual tasks into rows; rows whose task went away
     (cancelled by the process) are closed as cancelled. Returns the new rows."""
     ready = {str(t.id): t for t in workflow.get_tasks(state=SpiffState.READY, manual=True)}
-    open_rows = {r.spiff_task_id: r for r in session.scalars(select(HumanTask).where(
-        HumanTask.instance_id == instance.id, HumanTask.state == TaskState.READY))}
+    open_rows = {
+        r.spiff_task_id: r
+        for r in session.scalars(
+            select(HumanTask).where(
+                HumanTask.instance_id == instance.id, HumanTask.state == TaskState.READY
+            )
+        )
+    }
     for spiff_id, row in open_rows.items():
         if spiff_id not in ready:
             row.state = TaskState.CANCELLED
@@ -112,18 +131,25 @@ def _sync_human_tasks(session: Session, instance: Instance, workflow: BpmnWorkfl
         kind = _property(workflow, task, "position")
         key = (unit_id, kind)
         if key not in positions:
-            position = session.scalar(select(Position).where(
-                Position.unit_id == unit_id, Position.kind == kind))
+            position = session.scalar(
+                select(Position).where(Position.unit_id == unit_id, Position.kind == kind)
+            )
             if position is None:
-                raise ProcessError(f"element '{task.task_spec.bpmn_id}': unit {unit_id} "
-                                   f"has no position '{kind}'")
+                raise ProcessError(
+                    f"element '{task.task_spec.bpmn_id}': unit {unit_id} has no position '{kind}'"
+                )
             positions[key] = position
         row = HumanTask(
-            instance_id=instance.id, spiff_task_id=spiff_id, element_id=task.task_spec.bpmn_id,
+            instance_id=instance.id,
+            spiff_task_id=spiff_id,
+            element_id=task.task_spec.bpmn_id,
             name=task.task_spec.bpmn_name or task.task_spec.bpmn_id,
-            form=task.task_spec.extensions["properties"]["form"], unit_id=unit_id,
-            position_id=positions[key].id, state=TaskState.READY,
-            due_at=_due_at(_property(workflow, task, "due")), created_at=now,
+            form=task.task_spec.extensions["properties"]["form"],
+            unit_id=unit_id,
+            position_id=positions[key].id,
+            state=TaskState.READY,
+            due_at=_due_at(_property(workflow, task, "due")),
+            created_at=now,
         )
         session.add(row)
         created.append(row)
@@ -147,24 +173,39 @@ def _run(action: Any) -> None:
         raise ProcessError(str(exc)) from exc
 
 
-def start_instance(session: Session, process_id: str, data: dict[str, Any], business_key: str,
-                   now: datetime, plan_task_id: int | None = None,
-                   actor: Actor | None = None) -> Instance:
+def start_instance(
+    session: Session,
+    process_id: str,
+    data: dict[str, Any],
+    business_key: str,
+    now: datetime,
+    plan_task_id: int | None = None,
+    actor: Actor | None = None,
+) -> Instance:
     """Start the latest version of `process_id` with `data` as its start data."""
     version = latest_version(session, process_id)
     if version is None:
         raise NotFound(f"process '{process_id}' is not deployed")
-    exists = session.scalar(select(Instance.id).where(
-        Instance.process_id == process_id, Instance.business_key == business_key))
+    exists = session.scalar(
+        select(Instance.id).where(
+            Instance.process_id == process_id, Instance.business_key == business_key
+        )
+    )
     if exists is not None:
         raise Conflict(f"{process_id} '{business_key}' was already started (instance {exists})")
     workflow = new_workflow(_specs(session, version.id))
     workflow.get_tasks(state=SpiffState.READY)[0].set_data(**data)
     _run(workflow.do_engine_steps)
     instance = Instance(
-        process_version_id=version.id, process_id=process_id, business_key=business_key,
-        plan_task_id=plan_task_id, status=InstanceStatus.RUNNING, state=b"",
-        serializer_version=SERIALIZER_VERSION, created_at=now, updated_at=now,
+        process_version_id=version.id,
+        process_id=process_id,
+        business_key=business_key,
+        plan_task_id=plan_task_id,
+        status=InstanceStatus.RUNNING,
+        state=b"",
+        serializer_version=SERIALIZER_VERSION,
+        created_at=now,
+        updated_at=now,
     )
     _save(instance, workflow, now)
     session.add(instance)
@@ -187,8 +228,10 @@ def may_act(session: Session, actor: Actor, task: HumanTask) -> bool:
     if position.id == task.position_id:
         return True
     # The office director may take any step of the office's staff.
-    return (position.kind == PositionKind.OFFICE_DIRECTOR
-            and task.position.kind == PositionKind.OFFICE_STAFF)
+    return (
+        position.kind == PositionKind.OFFICE_DIRECTOR
+        and task.position.kind == PositionKind.OFFICE_STAFF
+    )
 
 
 def _lock(session: Session, task_id: int) -> tuple[Instance, HumanTask]:
@@ -196,24 +239,32 @@ def _lock(session: Session, task_id: int) -> tuple[Instance, HumanTask]:
     if instance_id is None:
         raise NotFound(f"no step {task_id}")
     instance = session.scalars(
-        select(Instance).where(Instance.id == instance_id).with_for_update()
-        .execution_options(populate_existing=True)).one()
-    task = session.scalars(select(HumanTask).where(HumanTask.id == task_id)
-                           .execution_options(populate_existing=True)).one()
+        select(Instance)
+        .where(Instance.id == instance_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    task = session.scalars(
+        select(HumanTask).where(HumanTask.id == task_id).execution_options(populate_existing=True)
+    ).one()
     return instance, task
 
 
-def complete_task(session: Session, task_id: int, actor: Actor, data: dict[str, Any],
-                  now: datetime) -> HumanTask:
+def complete_task(
+    session: Session, task_id: int, actor: Actor, data: dict[str, Any], now: datetime
+) -> HumanTask:
     """Complete one human step with the submitted form data and move the instance on."""
     instance, task = _lock(session, task_id)
     if not may_act(session, actor, task):
         unit = session.get(Unit, task.unit_id)
-        raise PermissionDenied(f"step {task.id} belongs to {unit.name if unit else '?'} "
-                               f"({task.position.title}); this position may not act on it")
+        raise PermissionDenied(
+            f"step {task.id} belongs to {unit.name if unit else '?'} "
+            f"({task.position.title}); this position may not act on it"
+        )
     if task.state != TaskState.READY:
-        raise Conflict(f"step {task.id} ({task.name}) is already {task.state.value}; "
-                       "nothing was changed")
+        raise Conflict(
+            f"step {task.id} ({task.name}) is already {task.state.value}; nothing was changed"
+        )
     clean = validate(FORMS[task.form], data, local_today(now))
     workflow = load_workflow(session, instance)
     spiff_task = workflow.get_task_from_id(UUID(task.spiff_task_id))
@@ -226,8 +277,9 @@ def complete_task(session: Session, task_id: int, actor: Actor, data: dict[str, 
     task.completed_at = now
     task.completed_by_id = actor.person_id
     task.form_data = clean
-    _history(session, instance, "completed", now, actor, task,
-             {"element": task.element_id, **clean})
+    _history(
+        session, instance, "completed", now, actor, task, {"element": task.element_id, **clean}
+    )
     _sync_human_tasks(session, instance, workflow, now)
     _save(instance, workflow, now)
     session.flush()
@@ -251,10 +303,16 @@ def open_tasks(session: Session, unit_ids: list[int] | None = None) -> list[Huma
     query = select(HumanTask).where(HumanTask.state == TaskState.READY)
     if unit_ids is not None:
         query = query.where(HumanTask.unit_id.in_(unit_ids))
-    return list(session.scalars(query.order_by(HumanTask.due_at.is_(None), HumanTask.due_at,
-                                               HumanTask.id)))
+    return list(
+        session.scalars(query.order_by(HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.id))
+    )
 
 
 def history(session: Session, instance_id: int) -> list[HistoryEntry]:
-    return list(session.scalars(select(HistoryEntry).where(
-        HistoryEntry.instance_id == instance_id).order_by(HistoryEntry.id)))
+    return list(
+        session.scalars(
+            select(HistoryEntry)
+            .where(HistoryEntry.instance_id == instance_id)
+            .order_by(HistoryEntry.id)
+        )
+    )

@@ -90,9 +90,7 @@ def dump_state(workflow: BpmnWorkflow) -> bytes:
 def load_state(blob: bytes, specs: Specs) -> BpmnWorkflow:
     dct = json.loads(zlib.decompress(blob), cls=SERIALIZER.json_decoder_cls)
     SERIALIZER.migrate(dct)
-    workflow: BpmnWorkflow = SERIALIZER.from_dict(
-        dct, spec=specs[0], subprocess_specs=specs[1]
-    )
+    workflow: BpmnWorkflow = SERIALIZER.from_dict(dct, spec=specs[0], subprocess_specs=specs[1])
     return workflow
 
 

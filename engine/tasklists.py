@@ -1,4 +1,4 @@
-"""Importing a task-division list (重点任务分工清单): validate every row, then write all or nothing."""
+"""Importing a task-division list (重点任务分工清单): check every row, then write all or nothing."""
 
 from __future__ import annotations
 
@@ -37,17 +37,29 @@ class ImportResult:
     changed: bool
 
 
-def _expand(session: Session, name: str, jur: Jurisdiction,
-            names: dict[str, Unit]) -> list[Unit] | None:
+def _expand(
+    session: Session, name: str, jur: Jurisdiction, names: dict[str, Unit]
+) -> list[Unit] | None:
     if LOCAL_GOVERNMENTS.match(name):
-        children = [j.id for j in session.scalars(
-            select(Jurisdiction).where(Jurisdiction.parent_id == jur.id))]
-        return list(session.scalars(select(Unit).where(
-            Unit.jurisdiction_id.in_(children), Unit.kind == UnitKind.LOCAL_GOVERNMENT
-        ).order_by(Unit.id)))
+        children = [
+            j.id
+            for j in session.scalars(select(Jurisdiction).where(Jurisdiction.parent_id == jur.id))
+        ]
+        return list(
+            session.scalars(
+                select(Unit)
+                .where(Unit.jurisdiction_id.in_(children), Unit.kind == UnitKind.LOCAL_GOVERNMENT)
+                .order_by(Unit.id)
+            )
+        )
     if MEMBER_UNITS.search(name):
-        return list(session.scalars(select(Unit).where(
-            Unit.jurisdiction_id == jur.id, Unit.member.is_(True)).order_by(Unit.id)))
+        return list(
+            session.scalars(
+                select(Unit)
+                .where(Unit.jurisdiction_id == jur.id, Unit.member.is_(True))
+                .order_by(Unit.id)
+            )
+        )
     unit = names.get(name)
     return [unit] if unit is not None else None
 
@@ -58,8 +70,9 @@ def _row_label(task: dict[str, Any], index: int) -> str:
     return f"row {index} (task {task.get('number', '?')}: {short})"
 
 
-def validate_plan(session: Session, doc: dict[str, Any]) -> tuple[dict[str, Any], list[TaskRow],
-                                                                list[str]]:
+def validate_plan(
+    session: Session, doc: dict[str, Any]
+) -> tuple[dict[str, Any], list[TaskRow], list[str]]:
     """Check the whole file; return the plan header, the resolved rows and every problem."""
     problems: list[str] = []
     plan = doc.get("plan")
@@ -72,8 +85,9 @@ def validate_plan(session: Session, doc: dict[str, Any]) -> tuple[dict[str, Any]
         problems.append("[plan]: 'issued_on' must be a date like 2023-06-28")
     jur = session.scalar(select(Jurisdiction).where(Jurisdiction.code == plan.get("jurisdiction")))
     if plan.get("jurisdiction") and jur is None:
-        problems.append(f"[plan]: unknown jurisdiction '{plan['jurisdiction']}' "
-                        "(load the directory first)")
+        problems.append(
+            f"[plan]: unknown jurisdiction '{plan['jurisdiction']}' (load the directory first)"
+        )
     tasks = doc.get("tasks", [])
     if not tasks:
         problems.append("the file has no [[tasks]]")
@@ -96,8 +110,10 @@ def validate_plan(session: Session, doc: dict[str, Any]) -> tuple[dict[str, Any]
         if office_leads and (jur is None or jur.office_unit_id is None):
             problems.append(f"{label}: office_leads is set but the jurisdiction has no office")
         if not task.get("lead") and not office_leads:
-            problems.append(f"{label}: no lead unit (牵头); name one, or set office_leads = true "
-                            "when the joint-meeting office consolidates")
+            problems.append(
+                f"{label}: no lead unit (牵头); name one, or set office_leads = true "
+                "when the joint-meeting office consolidates"
+            )
         units: list[tuple[Role, int]] = []
         placed: set[int] = set()
         if office_leads and jur is not None and jur.office_unit_id is not None:
@@ -124,9 +140,10 @@ def validate_plan(session: Session, doc: dict[str, Any]) -> tuple[dict[str, Any]
 
 
 def _content_hash(plan: dict[str, Any], rows: list[TaskRow]) -> str:
-    body = {"plan": {k: str(v) for k, v in sorted(plan.items())},
-            "tasks": [[r.number, r.text, [[role.value, uid] for role, uid in r.units]]
-                      for r in rows]}
+    body = {
+        "plan": {k: str(v) for k, v in sorted(plan.items())},
+        "tasks": [[r.number, r.text, [[role.value, uid] for role, uid in r.units]] for r in rows],
+    }
     return hashlib.sha256(json.dumps(body, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -144,12 +161,17 @@ def import_plan(session: Session, path: Path) -> ImportResult:
     if plan is not None and plan.content_hash == digest:
         return ImportResult(plan.key, len(plan.tasks), changed=False)
     if plan is not None:
-        started = session.scalar(select(Instance.id).join(PlanTask).where(
-            PlanTask.plan_id == plan.id).limit(1))
+        started = session.scalar(
+            select(Instance.id).join(PlanTask).where(PlanTask.plan_id == plan.id).limit(1)
+        )
         if started is not None:
-            raise ImportErrors(str(path), [
-                f"plan '{plan.key}' has items already handed out; a changed list cannot "
-                "replace it (import it under a new key)"])
+            raise ImportErrors(
+                str(path),
+                [
+                    f"plan '{plan.key}' has items already handed out; a changed list cannot "
+                    "replace it (import it under a new key)"
+                ],
+            )
         plan.tasks.clear()
         session.flush()
     else:
@@ -162,9 +184,16 @@ def import_plan(session: Session, path: Path) -> ImportResult:
     plan.content_hash = digest
     session.add(plan)
     for row in rows:
-        plan.tasks.append(PlanTask(number=row.number, text=row.text, units=[
-            PlanTaskUnit(unit_id=uid, role=role, ordinal=i) for i, (role, uid) in enumerate(row.units)
-        ]))
+        plan.tasks.append(
+            PlanTask(
+                number=row.number,
+                text=row.text,
+                units=[
+                    PlanTaskUnit(unit_id=uid, role=role, ordinal=i)
+                    for i, (role, uid) in enumerate(row.units)
+                ],
+            )
+        )
     session.flush()
     return ImportResult(plan.key, len(rows), changed=True)
 

@@ -35,16 +35,23 @@ def open_steps(session: Session, instance_id: int | None = None) -> list[HumanTa
     return list(session.scalars(query.order_by(HumanTask.id)))
 
 
-def act(sessions: sessionmaker[Session], step: HumanTask, clock: FixedClock,
-        **override: Any) -> HumanTask:
+def act(
+    sessions: sessionmaker[Session], step: HumanTask, clock: FixedClock, **override: Any
+) -> HumanTask:
     """Complete `step` as its own position, in one transaction."""
     with sessions.begin() as session:
-        return complete_task(session, step.id, Actor(position_id=step.position_id),
-                             answer(step.form, clock, **override), clock())
+        return complete_task(
+            session,
+            step.id,
+            Actor(position_id=step.position_id),
+            answer(step.form, clock, **override),
+            clock(),
+        )
 
 
-def drive(sessions: sessionmaker[Session], clock: FixedClock,
-          instance_id: int | None = None) -> int:
+def drive(
+    sessions: sessionmaker[Session], clock: FixedClock, instance_id: int | None = None
+) -> int:
     """Complete every open step until none is left; returns how many were completed."""
     done = 0
     while True:

@@ -19,12 +19,18 @@ def index() -> str:
     session = get_session()
     plans = list(session.scalars(select(Plan).order_by(Plan.id)))
     status = Counter(
-        (plan_id, status.value) for plan_id, status in session.execute(
-            select(Plan.id, Instance.status).join(Instance.plan_task).join(Plan)))
-    open_steps = session.scalar(select(func.count()).select_from(HumanTask).where(
-        HumanTask.state == TaskState.READY)) or 0
-    return render_template("overview/index.html", plans=plans, status=status,
-                           open_steps=open_steps)
+        (plan_id, status.value)
+        for plan_id, status in session.execute(
+            select(Plan.id, Instance.status).join(Instance.plan_task).join(Plan)
+        )
+    )
+    open_steps = (
+        session.scalar(
+            select(func.count()).select_from(HumanTask).where(HumanTask.state == TaskState.READY)
+        )
+        or 0
+    )
+    return render_template("overview/index.html", plans=plans, status=status, open_steps=open_steps)
 
 
 @bp.get("/plans/<key>")
@@ -33,12 +39,21 @@ def plan(key: str) -> str:
     found = session.scalar(select(Plan).where(Plan.key == key))
     if found is None:
         abort(404)
-    instances = {i.plan_task_id: i for i in session.scalars(select(Instance).where(
-        Instance.plan_task_id.in_([t.id for t in found.tasks])))}
+    instances = {
+        i.plan_task_id: i
+        for i in session.scalars(
+            select(Instance).where(Instance.plan_task_id.in_([t.id for t in found.tasks]))
+        )
+    }
     steps: dict[int, list[HumanTask]] = {}
-    for step in session.scalars(select(HumanTask).where(
+    for step in session.scalars(
+        select(HumanTask)
+        .where(
             HumanTask.instance_id.in_([i.id for i in instances.values()]),
-            HumanTask.state == TaskState.READY).order_by(HumanTask.due_at)):
+            HumanTask.state == TaskState.READY,
+        )
+        .order_by(HumanTask.due_at)
+    ):
         steps.setdefault(step.instance_id, []).append(step)
     return render_template("overview/plan.html", plan=found, instances=instances, steps=steps)
 

@@ -53,8 +53,9 @@ def test_running_instances_stay_on_their_version(seeded, clock, tmp_path):
         (old,) = hand_out(s, "weixi-2023-15", [7], clock())
     copy = tmp_path / "task_routing.bpmn"
     shutil.copy(ROUTING, copy)
-    copy.write_text(copy.read_text(encoding="utf-8").replace('name="签收"', 'name="签收确认"'),
-                    encoding="utf-8")
+    copy.write_text(
+        copy.read_text(encoding="utf-8").replace('name="签收"', 'name="签收确认"'), encoding="utf-8"
+    )
     with seeded.begin() as s:
         (v2,) = deploy(s, [copy])
         (new,) = hand_out(s, "weixi-2023-15", [8], clock())
@@ -69,11 +70,17 @@ def test_running_instances_stay_on_their_version(seeded, clock, tmp_path):
         assert s.get(Instance, old.id).status.value == "completed"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("<bpmn:definitions", "demo.bpmn:1: malformed XML"),
-    (MINIMAL.format(pid="demo", script="x = = 1"), "demo.bpmn:7: element 'work': script is not"),
-    (MINIMAL.format(pid="other", script="x = 1"), "no executable process with id 'demo'"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<bpmn:definitions", "demo.bpmn:1: malformed XML"),
+        (
+            MINIMAL.format(pid="demo", script="x = = 1"),
+            "demo.bpmn:7: element 'work': script is not",
+        ),
+        (MINIMAL.format(pid="other", script="x = 1"), "no executable process with id 'demo'"),
+    ],
+)
 def test_broken_files_are_located(sessions, tmp_path, text, expected):
     path = _write(tmp_path, "demo.bpmn", text)
     with pytest.raises(DeployError) as err, sessions.begin() as s:
@@ -89,21 +96,35 @@ def _routing_with(tmp_path: Path, old: str, new: str) -> Path:
     return _write(tmp_path, "task_routing.bpmn", text.replace(old, new, 1))
 
 
-@pytest.mark.parametrize(("old", "new", "expected"), [
-    ("action == 'request_extension'</bpmn:conditionExpression>",
-     "action === 'x'</bpmn:conditionExpression>", "element 'c_ext': condition is not valid"),
-    ('<spiffworkflow:property name="due" value="ack_due" />',
-     '<spiffworkflow:property name="due" value="ack_due +" />',
-     "element 'acknowledge': property 'due' is not valid"),
-    ('<spiffworkflow:property name="form" value="plan" />',
-     '<spiffworkflow:property name="form" value="nonsense" />',
-     "element 'set_plan': unknown form 'nonsense'"),
-    ('<spiffworkflow:property name="form" value="review" />', "",
-     "element 'review': user task lacks properties form"),
-    ('targetRef="review" />', 'targetRef="nowhere" />', "nowhere"),
-])
-def test_problems_the_parser_leaves_to_run_time_are_caught_at_deploy(sessions, tmp_path, old, new,
-                                                                    expected):
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "action == 'request_extension'</bpmn:conditionExpression>",
+            "action === 'x'</bpmn:conditionExpression>",
+            "element 'c_ext': condition is not valid",
+        ),
+        (
+            '<spiffworkflow:property name="due" value="ack_due" />',
+            '<spiffworkflow:property name="due" value="ack_due +" />',
+            "element 'acknowledge': property 'due' is not valid",
+        ),
+        (
+            '<spiffworkflow:property name="form" value="plan" />',
+            '<spiffworkflow:property name="form" value="nonsense" />',
+            "element 'set_plan': unknown form 'nonsense'",
+        ),
+        (
+            '<spiffworkflow:property name="form" value="review" />',
+            "",
+            "element 'review': user task lacks properties form",
+        ),
+        ('targetRef="review" />', 'targetRef="nowhere" />', "nowhere"),
+    ],
+)
+def test_problems_the_parser_leaves_to_run_time_are_caught_at_deploy(
+    sessions, tmp_path, old, new, expected
+):
     path = _routing_with(tmp_path, old, new)
     with pytest.raises(DeployError) as err, sessions.begin() as s:
         deploy(s, [path])
@@ -111,20 +132,26 @@ def test_problems_the_parser_leaves_to_run_time_are_caught_at_deploy(sessions, t
     assert "task_routing.bpmn:" in str(err.value)
 
 
-@pytest.mark.parametrize(("expr", "expected"), [
-    ("P3D", "timer timeDuration P3D is read as a variable name; write the ISO value in quotes"),
-    ("'P3X'", "timer timeDuration 'P3X' is not a valid ISO 8601 value"),
-    ("'P3D' +", "timer timeDuration is not valid Python"),
-])
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("P3D", "timer timeDuration P3D is read as a variable name; write the ISO value in quotes"),
+        ("'P3X'", "timer timeDuration 'P3X' is not a valid ISO 8601 value"),
+        ("'P3D' +", "timer timeDuration is not valid Python"),
+    ],
+)
 def test_timer_expressions_are_checked(sessions, tmp_path, expr, expected):
     timer = MINIMAL.format(pid="demo", script="x = 1").replace(
         '<bpmn:endEvent id="end">',
         '<bpmn:intermediateCatchEvent id="wait"><bpmn:timerEventDefinition>'
-        f'<bpmn:timeDuration>{expr}</bpmn:timeDuration></bpmn:timerEventDefinition>'
-        '</bpmn:intermediateCatchEvent><bpmn:endEvent id="end">')
+        f"<bpmn:timeDuration>{expr}</bpmn:timeDuration></bpmn:timerEventDefinition>"
+        '</bpmn:intermediateCatchEvent><bpmn:endEvent id="end">',
+    )
     path = _write(tmp_path, "demo.bpmn", timer)
-    with pytest.raises(DeployError, match=f"element 'wait': {re.escape(expected)}"), \
-            sessions.begin() as s:
+    with (
+        pytest.raises(DeployError, match=f"element 'wait': {re.escape(expected)}"),
+        sessions.begin() as s,
+    ):
         deploy(s, [path])
 
 
@@ -132,7 +159,8 @@ DMN = """<?xml version="1.0" encoding="UTF-8"?>
 <definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" id="d" name="d" namespace="n">
   <decision id="rate" name="rate">
     <decisionTable id="rate_table">
-      <input id="i1"><inputExpression id="e1" typeRef="string"><text>kind</text></inputExpression></input>
+      <input id="i1">
+        <inputExpression id="e1" typeRef="string"><text>kind</text></inputExpression></input>
       <output id="o1" name="rate" typeRef="number" />
       <rule id="r1"><inputEntry id="r1i"><text>"near_low_income"</text></inputEntry>
         <outputEntry id="r1o"><text>0.7</text></outputEntry></rule>
@@ -145,26 +173,39 @@ DMN = """<?xml version="1.0" encoding="UTF-8"?>
 
 def test_a_decision_table_without_a_catch_all_rule_is_refused(sessions, tmp_path):
     path = _write(tmp_path, "rate.dmn", DMN.format(extra=""))
-    with pytest.raises(DeployError, match="rate.dmn:4: element 'rate_table': decision table has "
-                                          "no catch-all rule"), sessions.begin() as s:
+    with (
+        pytest.raises(
+            DeployError,
+            match=r"rate\.dmn:4: element 'rate_table': decision table has no catch-all rule",
+        ),
+        sessions.begin() as s,
+    ):
         deploy(s, [path])
-    catch_all = '<rule id="r2"><inputEntry id="r2i"><text>-</text></inputEntry>' \
-                '<outputEntry id="r2o"><text>0</text></outputEntry></rule>'
+    catch_all = (
+        '<rule id="r2"><inputEntry id="r2i"><text>-</text></inputEntry>'
+        '<outputEntry id="r2o"><text>0</text></outputEntry></rule>'
+    )
     _write(tmp_path, "rate.dmn", DMN.format(extra=catch_all))
     bad_entry = DMN.format(extra=catch_all).replace('"near_low_income"', '"near_low_income')
     _write(tmp_path, "rate.dmn", bad_entry)
-    with pytest.raises(DeployError, match="element 'r1': input entry is not valid"), \
-            sessions.begin() as s:
+    with (
+        pytest.raises(DeployError, match="element 'r1': input entry is not valid"),
+        sessions.begin() as s,
+    ):
         deploy(s, [path])
 
 
-@pytest.mark.parametrize("doctype", [
-    '<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>',
-    '<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>',
-])
+@pytest.mark.parametrize(
+    "doctype",
+    [
+        '<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>',
+        '<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>',
+    ],
+)
 def test_entities_and_doctypes_are_refused(sessions, tmp_path, doctype):
     text = MINIMAL.format(pid="demo", script="x = 1").replace(
-        '<bpmn:definitions', doctype + '\n<bpmn:definitions', 1)
+        "<bpmn:definitions", doctype + "\n<bpmn:definitions", 1
+    )
     path = _write(tmp_path, "demo.bpmn", text)
     with pytest.raises(DeployError, match="DOCTYPE is not allowed"), sessions.begin() as s:
         deploy(s, [path])

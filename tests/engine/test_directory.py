@@ -25,16 +25,30 @@ def test_seed_directories_build_the_jurisdiction_tree(seeded):
         weixi = s.scalar(select(Jurisdiction).where(Jurisdiction.code == "weixi"))
         townships = s.scalars(select(Jurisdiction).where(Jurisdiction.parent_id == weixi.id))
         assert sorted(j.name for j in townships) == sorted(
-            ["保和镇", "叶枝镇", "塔城镇", "永春乡", "攀天阁乡", "白济汛乡", "康普乡", "巴迪乡",
-             "中路乡", "维登乡"])
+            [
+                "保和镇",
+                "叶枝镇",
+                "塔城镇",
+                "永春乡",
+                "攀天阁乡",
+                "白济汛乡",
+                "康普乡",
+                "巴迪乡",
+                "中路乡",
+                "维登乡",
+            ]
+        )
         assert weixi.parent.level == Level.PREFECTURE
         dehong = s.scalar(select(Jurisdiction).where(Jurisdiction.code == "dehong"))
         counties = list(s.scalars(select(Jurisdiction).where(Jurisdiction.parent_id == dehong.id)))
-        assert sorted(j.name for j in counties) == sorted(["芒市", "瑞丽市", "梁河县", "盈江县", "陇川县"])
+        assert sorted(j.name for j in counties) == sorted(
+            ["芒市", "瑞丽市", "梁河县", "盈江县", "陇川县"]
+        )
         assert {j.level for j in counties} == {Level.COUNTY}
         # One local-government unit per township and per county or city.
-        local = s.scalar(select(func.count()).select_from(Unit).where(
-            Unit.kind == UnitKind.LOCAL_GOVERNMENT))
+        local = s.scalar(
+            select(func.count()).select_from(Unit).where(Unit.kind == UnitKind.LOCAL_GOVERNMENT)
+        )
         assert local == 15
 
 
@@ -80,17 +94,20 @@ def test_open_work_follows_the_position_to_the_successor(seeded, clock):
         assert may_act(s, Actor(liaison.id, new.id), step)
         assert not may_act(s, Actor(liaison.id, old.id), step)
         with pytest.raises(PermissionDenied):
-            complete_task(s, step.id, Actor(liaison.id, old.id), answer("acknowledge", clock),
-                          clock())
+            complete_task(
+                s, step.id, Actor(liaison.id, old.id), answer("acknowledge", clock), clock()
+            )
     with seeded.begin() as s:
-        done = complete_task(s, step.id, Actor(liaison.id, new.id), answer("acknowledge", clock),
-                             clock())
+        done = complete_task(
+            s, step.id, Actor(liaison.id, new.id), answer("acknowledge", clock), clock()
+        )
         assert done.completed_by_id == new.id
 
 
 def test_a_bad_directory_file_reports_every_problem_and_loads_nothing(sessions, clock, tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text("""
+    bad.write_text(
+        """
 [[jurisdictions]]
 code = "x"
 name = "某县"
@@ -106,12 +123,19 @@ kind = "department"
 name = "某人"
 unit = "县无局"
 position = "emperor"
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     with pytest.raises(ImportErrors) as err, sessions.begin() as s:
         load_directory(s, bad, clock())
     text = str(err.value)
-    for expected in ["unknown level 'city-state'", "parent 'nowhere'", "unknown jurisdiction 'y'",
-                     "unknown unit '县无局'", "unknown position 'emperor'"]:
+    for expected in [
+        "unknown level 'city-state'",
+        "parent 'nowhere'",
+        "unknown jurisdiction 'y'",
+        "unknown unit '县无局'",
+        "unknown position 'emperor'",
+    ]:
         assert expected in text
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Jurisdiction)) == 0

@@ -28,7 +28,10 @@ def test_units_keep_their_roles_and_order(seeded):
     with seeded() as s:
         first = _task(s, "weixi-2023-15", 1)
         assert [u.name for u in first.units_in(Role.LEAD)] == [
-            "县卫生健康局", "县发展和改革局", "县教育体育局"]
+            "县卫生健康局",
+            "县发展和改革局",
+            "县教育体育局",
+        ]
         assert "县司法局" in [u.name for u in first.units_in(Role.SUPPORT)]
 
 
@@ -38,7 +41,8 @@ def test_collective_implementers_expand_to_every_township_and_county(seeded):
         assert len(weixi) == 10 and "保和镇党委、政府" in [u.name for u in weixi]
         dehong = _task(s, "dehong-2023", 1).units_in(Role.IMPLEMENT)
         assert sorted(u.name for u in dehong) == sorted(
-            f"{c}党委和政府" for c in ["芒市", "瑞丽市", "梁河县", "盈江县", "陇川县"])
+            f"{c}党委和政府" for c in ["芒市", "瑞丽市", "梁河县", "盈江县", "陇川县"]
+        )
 
 
 def test_member_units_expand_without_repeating_the_lead(seeded):
@@ -99,8 +103,9 @@ def test_a_bad_list_names_every_bad_row_and_imports_nothing(seeded, tmp_path):
     with pytest.raises(ImportErrors) as err, seeded.begin() as s:
         import_plan(s, path)
     problems = err.value.problems
-    assert any("task 1: 第一项任务" in p and "unknown unit '县不存在局' in support" in p
-               for p in problems)
+    assert any(
+        "task 1: 第一项任务" in p and "unknown unit '县不存在局' in support" in p for p in problems
+    )
     assert any("task 2: 第二项任务没有牵头单位" in p and "no lead unit" in p for p in problems)
     assert any("row 3" in p and "duplicate number 1 (also row 1)" in p for p in problems)
     with seeded() as s:

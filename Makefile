@@ -1,0 +1,28 @@
+# The two commands a newcomer needs:
+#   make run   - set up, migrate, load the seed data into SQLite (var/duban.sqlite3), serve on :5000
+#   make test  - set up, lint, type-check, run the whole test suite on SQLite and PostgreSQL
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test setup bench clean
+
+$(BIN)/duban: setup.cfg pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+setup: $(BIN)/duban
+
+run: setup
+	$(BIN)/duban serve
+
+test: setup
+	scripts/test.sh
+
+bench: setup
+	$(BIN)/python bench/bench_engine.py
+
+clean:
+	rm -rf $(VENV) var *.egg-info

@@ -1,0 +1,96 @@
+"""The `duban` command line, run in-process against the test database."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from duban.cli import main
+from engine.models import Instance, Plan
+from tests.conftest import DATA
+
+
+@pytest.fixture
+def duban(sessions, database_url, engine, monkeypatch):
+    from duban import cli
+
+    # The CLI builds its engine from the URL; hand it the test's engine (and, on PostgreSQL,
+    # the test's own schema) instead.
+    monkeypatch.setattr(cli.Context, "engine", property(lambda self: engine))
+    runner = CliRunner()
+
+    def run(*args: str):
+        env = {"DUBAN_DATABASE_URL": database_url}
+        return runner.invoke(main, list(args), env=env, catch_exceptions=False)
+
+    return run
+
+
+def test_seed_then_hand_out_then_complete(duban, sessions):
+    first = duban("seed")
+    assert first.exit_code == 0, first.output
+    assert duban("seed").exit_code == 0  # idempotent
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Plan)) == 2
+    out = duban("hand-out", "weixi-2023-15", "--task", "7")
+    assert out.exit_code == 0 and "weixi-2023-15#7" in out.output
+    listed = json.loads(duban("tasks", "--unit", "县农业农村局", "--json").output)
+    assert [(t["name"], t["unit"]) for t in listed] == [("签收", "县农业农村局")]
+    done = duban("complete", str(listed[0]["step"]), "--as", "县农业农村局", "--set", "note=收到")
+    assert done.exit_code == 0, done.output
+    assert "completed" in done.output
+    shown = duban("show", "weixi-2023-15#7")
+    assert "completed" in shown.output and "note" in shown.output
+
+
+def test_wrong_unit_and_bad_form_fail_with_a_clear_message(duban):
+    duban("seed")
+    duban("hand-out", "weixi-2023-15", "--task", "7")
+    step = json.loads(duban("tasks", "--unit", "县卫生健康局", "--json").output)[0]["step"]
+    wrong = duban("complete", str(step), "--as", "县财政局")
+    assert wrong.exit_code == 1 and "belongs to 县卫生健康局" in wrong.output
+    bad = duban("complete", str(step), "--as", "县卫生健康局", "--set", "colour=red")
+    assert bad.exit_code == 1 and "colour: is not a field of form 'acknowledge'" in bad.output
+
+
+def test_a_bad_import_exits_non_zero_and_imports_nothing(duban, sessions, tmp_path):
+    duban("seed")
+    text = (DATA / "tasklists" / "weixi-2023-15.toml").read_text(encoding="utf-8")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        text.replace('key = "weixi-2023-15"', 'key = "weixi-copy"').replace(
+            '"县司法局"', '"县司发局"', 1
+        ),
+        encoding="utf-8",
+    )
+    result = duban("import", str(bad))
+    assert result.exit_code == 1
+    assert "nothing was imported" in result.output and "unknown unit '县司发局'" in result.output
+    with sessions() as s:
+        assert s.scalar(select(Plan).where(Plan.key == "weixi-copy")) is None
+
+
+def test_hand_over_moves_the_seat(duban):
+    duban("seed")
+    out = duban(
+        "hand-over",
+        "--unit",
+        "县卫生健康局",
+        "--position",
+        "office_director",
+        "--to",
+        "王五",
+        "--title",
+        "副局长",
+    )
+    assert out.exit_code == 0 and "王五" in out.output
+
+
+def test_hand_out_everything_left(duban, sessions):
+    duban("seed")
+    duban("hand-out", "dehong-2023", "--task", "1")
+    out = duban("hand-out", "dehong-2023")
+    assert "28 item(s) handed out" in out.output
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Instance)) == 29
