@@ -260,10 +260,11 @@ def complete_cmd(
 def show_cmd(ctx: Context, instance: str) -> None:
     """An instance (id or business key): status, open steps, history."""
     with ctx.transaction() as session:
+        # Branches share their item's business key; the key names the top-level instance.
         query = select(Instance).where(
             Instance.id == int(instance)
             if instance.isdigit()
-            else Instance.business_key == instance
+            else (Instance.business_key == instance) & Instance.parent_id.is_(None)
         )
         inst = session.scalar(query)
         if inst is None:
@@ -272,11 +273,12 @@ def show_cmd(ctx: Context, instance: str) -> None:
             f"instance {inst.id} {inst.business_key} {inst.process_id} "
             f"v{inst.version.version} {inst.status.value}"
         )
+        tree = select(Instance.id).where(Instance.root_id == inst.root_id)
         for t in session.scalars(
-            select(HumanTask).where(HumanTask.instance_id == inst.id).order_by(HumanTask.id)
+            select(HumanTask).where(HumanTask.instance_id.in_(tree)).order_by(HumanTask.id)
         ):
             click.echo(f"  step {t.id}\t{t.state.value}\t{t.name}\t{t.unit.name}")
-        for h in history(session, inst.id):
+        for h in history(session, inst.root_id or inst.id):
             click.echo(
                 f"  {h.at:%Y-%m-%d %H:%M}\t{h.action}\t{h.actor_label}\t"
                 f"{json.dumps(h.data, ensure_ascii=False) if h.data else ''}"

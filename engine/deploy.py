@@ -7,7 +7,7 @@ import ast
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lxml import etree
@@ -51,6 +51,7 @@ class _Source:
     path: str
     text: str
     tree: etree._ElementTree
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (where, called process id)
 
     def where(self, element: etree._Element | None, element_id: str = "") -> str:
         line = element.sourceline if element is not None else None
@@ -116,6 +117,14 @@ def _check_timer(src: _Source, event: etree._Element, code: str, tag: str) -> li
     return []
 
 
+def _properties(task: etree._Element) -> dict[str, str]:
+    ns = {"bpmn": BPMN, "spiff": SPIFF}
+    return {
+        p.get("name", ""): p.get("value", "")
+        for p in task.iterfind("bpmn:extensionElements/spiff:properties/spiff:property", ns)
+    }
+
+
 def _check_bpmn(src: _Source) -> list[str]:
     problems: list[str] = []
     ns = {"bpmn": BPMN, "spiff": SPIFF}
@@ -130,11 +139,18 @@ def _check_bpmn(src: _Source) -> list[str]:
     for tag in ("timeDuration", "timeDate", "timeCycle"):
         for el in src.tree.iterfind(f".//bpmn:{tag}", ns):
             problems += _check_timer(src, el.getparent().getparent(), el.text or "", tag)
+    for task in src.tree.iterfind(".//bpmn:manualTask", ns):
+        props = _properties(task)
+        if not props.get("process") or "inputs" not in props:
+            problems.append(
+                f"{src.where(task)}: a manual task is a detached call and needs "
+                "the properties process and inputs"
+            )
+            continue
+        problems += _check_python(src, task, props["inputs"], "property 'inputs'")
+        src.calls.append((src.where(task), props["process"]))
     for task in src.tree.iterfind(".//bpmn:userTask", ns):
-        props = {
-            p.get("name"): p.get("value", "")
-            for p in task.iterfind("bpmn:extensionElements/spiff:properties/spiff:property", ns)
-        }
+        props = _properties(task)
         missing = [name for name in USER_TASK_PROPERTIES if name not in props]
         if missing:
             problems.append(f"{src.where(task)}: user task lacks properties {', '.join(missing)}")
@@ -194,9 +210,15 @@ def _located(src_by_path: dict[str, _Source], exc: ValidationException) -> str:
     return f"{src.where(src.find_id(exc.id), exc.id)}: {exc}"
 
 
-def parse_bundle(paths: Iterable[Path]) -> dict[str, tuple[dict, dict[str, str]]]:
-    """Validate every file; return {process_id: (serialized specs, sources)} or raise one
-    DeployError listing every problem in every file."""
+@dataclass
+class Bundle:
+    processes: dict[str, tuple[dict, dict[str, str]]]  # id -> (serialized specs, sources)
+    calls: list[tuple[str, str]]  # (where, called process id) of every detached call
+
+
+def parse_bundle(paths: Iterable[Path]) -> Bundle:
+    """Validate every file; return the parsed processes or raise one DeployError listing every
+    problem in every file."""
     sources: list[_Source] = []
     problems: list[str] = []
     for path in sorted(paths):
@@ -250,7 +272,7 @@ def parse_bundle(paths: Iterable[Path]) -> dict[str, tuple[dict, dict[str, str]]
         )
     if problems:
         raise DeployError(problems)
-    return result
+    return Bundle(result, [call for src in bpmn_sources for call in src.calls])
 
 
 def content_hash(process_id: str, sources: dict[str, str]) -> str:
@@ -263,8 +285,16 @@ def content_hash(process_id: str, sources: dict[str, str]) -> str:
 def deploy(session: Session, paths: Iterable[Path], deployed_by: str = "") -> list[Deployed]:
     """Deploy every process in `paths`; nothing is stored unless every file is valid."""
     bundle = parse_bundle(paths)
+    deployed = set(session.scalars(select(ProcessVersion.process_id).distinct()))
+    missing = [
+        f"{where}: calls process '{called}', which is neither in this deployment nor deployed"
+        for where, called in bundle.calls
+        if called not in bundle.processes and called not in deployed
+    ]
+    if missing:
+        raise DeployError(missing)
     results = []
-    for process_id, (spec, sources) in sorted(bundle.items()):
+    for process_id, (spec, sources) in sorted(bundle.processes.items()):
         digest = content_hash(process_id, sources)
         existing = session.scalar(
             select(ProcessVersion).where(ProcessVersion.content_hash == digest)

@@ -4,7 +4,7 @@ queries (human tasks, history) is mirrored into plain indexed columns beside it.
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -19,7 +19,9 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -43,7 +45,21 @@ def _enum(cls: type[enum.Enum]) -> Enum:
     return Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
 
 
-Timestamp = DateTime(timezone=True)
+class Timestamp(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, on every backend (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given: duban stores UTC-aware times only")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Level(enum.StrEnum):
@@ -157,7 +173,7 @@ class Person(Base):
     name: Mapped[str] = mapped_column(String(100))
     title: Mapped[str] = mapped_column(String(100), default="")
     email: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
 
 
 class Holding(Base):
@@ -169,8 +185,8 @@ class Holding(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     position_id: Mapped[int] = mapped_column(ForeignKey("position.id"))
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
-    started_at: Mapped[datetime] = mapped_column(Timestamp)
-    ended_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    started_at: Mapped[datetime] = mapped_column(Timestamp())
+    ended_at: Mapped[datetime | None] = mapped_column(Timestamp())
 
     position: Mapped[Position] = relationship()
     person: Mapped[Person] = relationship()
@@ -188,7 +204,7 @@ class Plan(Base):
     issued_on: Mapped[date | None] = mapped_column(Date)
     jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdiction.id"))
     content_hash: Mapped[str] = mapped_column(String(64))
-    imported_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    imported_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
 
     jurisdiction: Mapped[Jurisdiction] = relationship()
     tasks: Mapped[list[PlanTask]] = relationship(
@@ -240,29 +256,48 @@ class ProcessVersion(Base):
     # SpiffWorkflow's serialization of the parsed spec and its subprocess specs: instances
     # store only their own state and take the spec from here.
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    deployed_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    deployed_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
     deployed_by: Mapped[str] = mapped_column(String(100), default="")
 
 
 class Instance(Base):
+    """A running or finished process. A unit's branch of a routed item runs as a child instance
+    of its own (see runtime: detached calls), so one step never loads every unit's branch."""
+
     __tablename__ = "instance"
-    __table_args__ = (UniqueConstraint("process_id", "business_key"),)
+    __table_args__ = (
+        # A business key names one top-level instance; children share their parent's.
+        Index(
+            "uq_instance_top_level_key",
+            "process_id",
+            "business_key",
+            unique=True,
+            sqlite_where=text("parent_id IS NULL"),
+            postgresql_where=text("parent_id IS NULL"),
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     process_version_id: Mapped[int] = mapped_column(ForeignKey("process_version.id"))
     process_id: Mapped[str] = mapped_column(String(100))
     business_key: Mapped[str] = mapped_column(String(200))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("instance.id"))
+    # The top-level instance of the tree (itself for a top-level one): an item's whole history.
+    root_id: Mapped[int | None] = mapped_column(ForeignKey("instance.id"), index=True)
+    # The parent's waiting task this instance runs for; unique so a branch is spawned once.
+    parent_task_id: Mapped[str | None] = mapped_column(String(36), unique=True)
     plan_task_id: Mapped[int | None] = mapped_column(ForeignKey("plan_task.id"), index=True)
     status: Mapped[InstanceStatus] = mapped_column(_enum(InstanceStatus), index=True)
     # zlib-compressed JSON of the workflow state (spec excluded).
     state: Mapped[bytes] = mapped_column(LargeBinary)
     serializer_version: Mapped[str] = mapped_column(String(10))
     revision: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(Timestamp)
-    updated_at: Mapped[datetime] = mapped_column(Timestamp)
-    completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp())
+    completed_at: Mapped[datetime | None] = mapped_column(Timestamp())
 
     version: Mapped[ProcessVersion] = relationship()
     plan_task: Mapped[PlanTask | None] = relationship()
+    parent: Mapped[Instance | None] = relationship(remote_side=[id], foreign_keys=[parent_id])
 
     # Optimistic check on every save, on top of the row lock: a stale writer fails loudly.
     __mapper_args__ = {"version_id_col": revision}  # noqa: RUF012 (SQLAlchemy reads it)
@@ -286,11 +321,11 @@ class HumanTask(Base):
     unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"))
     position_id: Mapped[int] = mapped_column(ForeignKey("position.id"))
     state: Mapped[TaskState] = mapped_column(_enum(TaskState))
-    due_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    created_at: Mapped[datetime] = mapped_column(Timestamp)
-    claimed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    due_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    claimed_at: Mapped[datetime | None] = mapped_column(Timestamp())
     claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
-    completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    completed_at: Mapped[datetime | None] = mapped_column(Timestamp())
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
     form_data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
@@ -311,4 +346,4 @@ class HistoryEntry(Base):
     actor_position_id: Mapped[int | None] = mapped_column(ForeignKey("position.id"))
     actor_label: Mapped[str] = mapped_column(String(200), default="")
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    at: Mapped[datetime] = mapped_column(Timestamp)
+    at: Mapped[datetime] = mapped_column(Timestamp())

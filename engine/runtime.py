@@ -103,58 +103,149 @@ def _due_at(value: Any) -> datetime | None:
         raise ProcessError(f"due date {value!r} is not a date") from None
 
 
-def _sync_human_tasks(
-    session: Session, instance: Instance, workflow: BpmnWorkflow, now: datetime
-) -> list[HumanTask]:
-    """Mirror the workflow's ready manual tasks into rows; rows whose task went away
-    (cancelled by the process) are closed as cancelled. Returns the new rows."""
-    ready = {str(t.id): t for t in workflow.get_tasks(state=SpiffState.READY, manual=True)}
-    open_rows = {
-        r.spiff_task_id: r
-        for r in session.scalars(
-            select(HumanTask).where(
-                HumanTask.instance_id == instance.id, HumanTask.state == TaskState.READY
-            )
+def _position(
+    session: Session, cache: dict[tuple[Any, Any], Position], task: Task, unit_id: Any, kind: Any
+) -> Position:
+    if (unit_id, kind) not in cache:
+        position = session.scalar(
+            select(Position).where(Position.unit_id == unit_id, Position.kind == kind)
         )
-    }
-    for spiff_id, row in open_rows.items():
-        if spiff_id not in ready:
-            row.state = TaskState.CANCELLED
-            row.completed_at = now
-            _history(session, instance, "cancelled", now, task=row)
-    positions: dict[tuple[int, str], Position] = {}
-    created = []
-    for spiff_id, task in ready.items():
-        if spiff_id in open_rows:
-            continue
-        unit_id = _property(workflow, task, "unit")
-        kind = _property(workflow, task, "position")
-        key = (unit_id, kind)
-        if key not in positions:
-            position = session.scalar(
-                select(Position).where(Position.unit_id == unit_id, Position.kind == kind)
+        if position is None:
+            raise ProcessError(
+                f"element '{task.task_spec.bpmn_id}': unit {unit_id} has no position '{kind}'"
             )
-            if position is None:
-                raise ProcessError(
-                    f"element '{task.task_spec.bpmn_id}': unit {unit_id} has no position '{kind}'"
+        cache[(unit_id, kind)] = position
+    return cache[(unit_id, kind)]
+
+
+def _detached_process(task: Task) -> str | None:
+    """A manual task naming a `process` runs as a child instance (see task_routing.bpmn)."""
+    if type(task.task_spec).__name__ != "ManualTask":
+        return None
+    value = task.task_spec.extensions.get("properties", {}).get("process")
+    return str(value) if value else None
+
+
+def _sync(session: Session, instance: Instance, workflow: BpmnWorkflow, now: datetime) -> None:
+    """Mirror the workflow's ready manual tasks: human steps become `human_task` rows, detached
+    calls become child instances. Rows and children whose task went away (cancelled by the
+    process) are closed. A child that ends at once completes its task here and we go round
+    again, so the workflow is left waiting only on people or running children."""
+    positions: dict[tuple[Any, Any], Position] = {}
+    while True:
+        ready = {str(t.id): t for t in workflow.get_tasks(state=SpiffState.READY, manual=True)}
+        open_rows = {
+            r.spiff_task_id: r
+            for r in session.scalars(
+                select(HumanTask).where(
+                    HumanTask.instance_id == instance.id, HumanTask.state == TaskState.READY
                 )
-            positions[key] = position
-        row = HumanTask(
-            instance_id=instance.id,
-            spiff_task_id=spiff_id,
-            element_id=task.task_spec.bpmn_id,
-            name=task.task_spec.bpmn_name or task.task_spec.bpmn_id,
-            form=task.task_spec.extensions["properties"]["form"],
-            unit_id=unit_id,
-            position_id=positions[key].id,
-            state=TaskState.READY,
-            due_at=_due_at(_property(workflow, task, "due")),
-            created_at=now,
+            )
+        }
+        children = {
+            c.parent_task_id: c
+            for c in session.scalars(
+                select(Instance).where(
+                    Instance.parent_id == instance.id, Instance.status == InstanceStatus.RUNNING
+                )
+            )
+        }
+        for spiff_id, row in open_rows.items():
+            if spiff_id not in ready:
+                row.state, row.completed_at = TaskState.CANCELLED, now
+                _history(session, instance, "cancelled", now, task=row)
+        for parent_task_id, child in children.items():
+            if parent_task_id not in ready:
+                _cancel(session, child, now)
+        finished = []
+        for spiff_id, task in ready.items():
+            if spiff_id in open_rows or spiff_id in children:
+                continue
+            process_id = _detached_process(task)
+            if process_id is not None:
+                child = _spawn(session, instance, workflow, task, process_id, now)
+                if child.status == InstanceStatus.COMPLETED:
+                    finished.append(task)
+                continue
+            unit_id = _property(workflow, task, "unit")
+            position = _position(
+                session, positions, task, unit_id, _property(workflow, task, "position")
+            )
+            session.add(
+                HumanTask(
+                    instance_id=instance.id,
+                    spiff_task_id=spiff_id,
+                    element_id=task.task_spec.bpmn_id,
+                    name=task.task_spec.bpmn_name or task.task_spec.bpmn_id,
+                    form=task.task_spec.extensions["properties"]["form"],
+                    unit_id=unit_id,
+                    position_id=position.id,
+                    state=TaskState.READY,
+                    due_at=_due_at(_property(workflow, task, "due")),
+                    created_at=now,
+                )
+            )
+        if not finished:
+            session.flush()
+            return
+        for task in finished:
+            _run(task.run)
+        _run(workflow.do_engine_steps)
+
+
+def _spawn(
+    session: Session,
+    parent: Instance,
+    workflow: BpmnWorkflow,
+    task: Task,
+    process_id: str,
+    now: datetime,
+) -> Instance:
+    inputs = _property(workflow, task, "inputs")
+    if not isinstance(inputs, dict):
+        raise ProcessError(f"element '{task.task_spec.bpmn_id}': inputs must be a mapping")
+    return start_instance(
+        session,
+        process_id,
+        inputs,
+        parent.business_key,
+        now,
+        plan_task_id=parent.plan_task_id,
+        parent=parent,
+        parent_task_id=str(task.id),
+    )
+
+
+def _cancel(session: Session, instance: Instance, now: datetime) -> None:
+    instance.status, instance.completed_at = InstanceStatus.CANCELLED, now
+    for row in session.scalars(
+        select(HumanTask).where(
+            HumanTask.instance_id == instance.id, HumanTask.state == TaskState.READY
         )
-        session.add(row)
-        created.append(row)
-    session.flush()
-    return created
+    ):
+        row.state, row.completed_at = TaskState.CANCELLED, now
+    for child in session.scalars(
+        select(Instance).where(
+            Instance.parent_id == instance.id, Instance.status == InstanceStatus.RUNNING
+        )
+    ):
+        _cancel(session, child, now)
+    _history(session, instance, "cancelled", now)
+
+
+def _resume_parent(session: Session, child: Instance, now: datetime) -> None:
+    """A child ended: complete the parent's waiting task, and so on up the tree."""
+    while child.parent_id is not None and child.status == InstanceStatus.COMPLETED:
+        parent = _lock_instance(session, child.parent_id)
+        workflow = load_workflow(session, parent)
+        waiting = workflow.get_task_from_id(UUID(str(child.parent_task_id)))
+        if waiting.state != SpiffState.READY:
+            raise Conflict(f"instance {parent.id} no longer waits for branch {child.id}")
+        _run(waiting.run)
+        _run(workflow.do_engine_steps)
+        _sync(session, parent, workflow, now)
+        _save(parent, workflow, now)
+        child = parent
 
 
 def _save(instance: Instance, workflow: BpmnWorkflow, now: datetime) -> None:
@@ -181,18 +272,24 @@ def start_instance(
     now: datetime,
     plan_task_id: int | None = None,
     actor: Actor | None = None,
+    parent: Instance | None = None,
+    parent_task_id: str | None = None,
 ) -> Instance:
-    """Start the latest version of `process_id` with `data` as its start data."""
+    """Start the latest version of `process_id` with `data` as its start data (as a child of
+    `parent` when it runs one branch of it)."""
     version = latest_version(session, process_id)
     if version is None:
         raise NotFound(f"process '{process_id}' is not deployed")
-    exists = session.scalar(
-        select(Instance.id).where(
-            Instance.process_id == process_id, Instance.business_key == business_key
+    if parent is None:
+        exists = session.scalar(
+            select(Instance.id).where(
+                Instance.process_id == process_id,
+                Instance.business_key == business_key,
+                Instance.parent_id.is_(None),
+            )
         )
-    )
-    if exists is not None:
-        raise Conflict(f"{process_id} '{business_key}' was already started (instance {exists})")
+        if exists is not None:
+            raise Conflict(f"{process_id} '{business_key}' was already started (instance {exists})")
     workflow = new_workflow(_specs(session, version.id))
     workflow.get_tasks(state=SpiffState.READY)[0].set_data(**data)
     _run(workflow.do_engine_steps)
@@ -206,12 +303,16 @@ def start_instance(
         serializer_version=SERIALIZER_VERSION,
         created_at=now,
         updated_at=now,
+        parent_id=parent.id if parent else None,
+        parent_task_id=parent_task_id,
     )
-    _save(instance, workflow, now)
     session.add(instance)
     session.flush()
+    instance.root_id = parent.root_id if parent else instance.id
     _history(session, instance, "started", now, actor, data={"version": version.version})
-    _sync_human_tasks(session, instance, workflow, now)
+    _sync(session, instance, workflow, now)
+    _save(instance, workflow, now)
+    session.flush()
     return instance
 
 
@@ -234,16 +335,21 @@ def may_act(session: Session, actor: Actor, task: HumanTask) -> bool:
     )
 
 
-def _lock(session: Session, task_id: int) -> tuple[Instance, HumanTask]:
-    instance_id = session.scalar(select(HumanTask.instance_id).where(HumanTask.id == task_id))
-    if instance_id is None:
-        raise NotFound(f"no step {task_id}")
-    instance = session.scalars(
+def _lock_instance(session: Session, instance_id: int) -> Instance:
+    """Row-lock the instance and re-read it: whoever held the lock before us has committed."""
+    return session.scalars(
         select(Instance)
         .where(Instance.id == instance_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).one()
+
+
+def _lock(session: Session, task_id: int) -> tuple[Instance, HumanTask]:
+    instance_id = session.scalar(select(HumanTask.instance_id).where(HumanTask.id == task_id))
+    if instance_id is None:
+        raise NotFound(f"no step {task_id}")
+    instance = _lock_instance(session, instance_id)
     task = session.scalars(
         select(HumanTask).where(HumanTask.id == task_id).execution_options(populate_existing=True)
     ).one()
@@ -280,9 +386,10 @@ def complete_task(
     _history(
         session, instance, "completed", now, actor, task, {"element": task.element_id, **clean}
     )
-    _sync_human_tasks(session, instance, workflow, now)
+    _sync(session, instance, workflow, now)
     _save(instance, workflow, now)
     session.flush()
+    _resume_parent(session, instance, now)
     return task
 
 
@@ -309,10 +416,10 @@ def open_tasks(session: Session, unit_ids: list[int] | None = None) -> list[Huma
 
 
 def history(session: Session, instance_id: int) -> list[HistoryEntry]:
+    """Everything that happened to an instance and its branches, in order."""
+    tree = select(Instance.id).where(Instance.root_id == instance_id)
     return list(
         session.scalars(
-            select(HistoryEntry)
-            .where(HistoryEntry.instance_id == instance_id)
-            .order_by(HistoryEntry.id)
+            select(HistoryEntry).where(HistoryEntry.instance_id.in_(tree)).order_by(HistoryEntry.id)
         )
     )

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.clock import FixedClock, local_today
-from engine.models import HumanTask, TaskState
+from engine.models import HumanTask, Instance, TaskState
 from engine.runtime import Actor, complete_task
 
 
@@ -29,9 +29,11 @@ def answer(form: str, clock: FixedClock, **override: Any) -> dict[str, Any]:
 
 
 def open_steps(session: Session, instance_id: int | None = None) -> list[HumanTask]:
+    """Open steps, of one routed item (the instance and its branches) when given."""
     query = select(HumanTask).where(HumanTask.state == TaskState.READY)
     if instance_id is not None:
-        query = query.where(HumanTask.instance_id == instance_id)
+        branches = select(Instance.id).where(Instance.root_id == instance_id)
+        query = query.where(HumanTask.instance_id.in_(branches))
     return list(session.scalars(query.order_by(HumanTask.id)))
 
 

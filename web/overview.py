@@ -21,7 +21,10 @@ def index() -> str:
     status = Counter(
         (plan_id, status.value)
         for plan_id, status in session.execute(
-            select(Plan.id, Instance.status).join(Instance.plan_task).join(Plan)
+            select(Plan.id, Instance.status)
+            .join(Instance.plan_task)
+            .join(Plan)
+            .where(Instance.parent_id.is_(None))
         )
     )
     open_steps = (
@@ -39,22 +42,22 @@ def plan(key: str) -> str:
     found = session.scalar(select(Plan).where(Plan.key == key))
     if found is None:
         abort(404)
-    instances = {
-        i.plan_task_id: i
-        for i in session.scalars(
-            select(Instance).where(Instance.plan_task_id.in_([t.id for t in found.tasks]))
-        )
-    }
+    items = select(Instance).where(
+        Instance.plan_task_id.in_([t.id for t in found.tasks]), Instance.parent_id.is_(None)
+    )
+    instances = {i.plan_task_id: i for i in session.scalars(items)}
+    # Open steps of each item, wherever they are in its tree of branches.
     steps: dict[int, list[HumanTask]] = {}
-    for step in session.scalars(
-        select(HumanTask)
+    for root_id, step in session.execute(
+        select(Instance.root_id, HumanTask)
+        .join(Instance, HumanTask.instance_id == Instance.id)
         .where(
-            HumanTask.instance_id.in_([i.id for i in instances.values()]),
+            Instance.root_id.in_([i.id for i in instances.values()]),
             HumanTask.state == TaskState.READY,
         )
         .order_by(HumanTask.due_at)
     ):
-        steps.setdefault(step.instance_id, []).append(step)
+        steps.setdefault(root_id, []).append(step)
     return render_template("overview/plan.html", plan=found, instances=instances, steps=steps)
 
 

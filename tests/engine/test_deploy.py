@@ -54,7 +54,7 @@ def test_running_instances_stay_on_their_version(seeded, clock, tmp_path):
     copy = tmp_path / "task_routing.bpmn"
     shutil.copy(ROUTING, copy)
     copy.write_text(
-        copy.read_text(encoding="utf-8").replace('name="签收"', 'name="签收确认"'), encoding="utf-8"
+        copy.read_text(encoding="utf-8").replace('name="汇总反馈"', 'name="汇总"'), encoding="utf-8"
     )
     with seeded.begin() as s:
         (v2,) = deploy(s, [copy])
@@ -90,46 +90,73 @@ def test_broken_files_are_located(sessions, tmp_path, text, expected):
         assert s.scalars(select(ProcessVersion)).all() == []
 
 
-def _routing_with(tmp_path: Path, old: str, new: str) -> Path:
-    text = ROUTING.read_text(encoding="utf-8")
-    assert old in text
-    return _write(tmp_path, "task_routing.bpmn", text.replace(old, new, 1))
+def _processes_with(tmp_path: Path, name: str, old: str, new: str) -> list[Path]:
+    """All shipped processes, one of them changed."""
+    paths = []
+    for source in sorted(PROCESSES.glob("*.bpmn")):
+        text = source.read_text(encoding="utf-8")
+        if source.name == name:
+            assert old in text
+            text = text.replace(old, new, 1)
+        paths.append(_write(tmp_path, source.name, text))
+    return paths
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "expected"),
+    ("name", "old", "new", "expected"),
     [
         (
+            "unit_contribution.bpmn",
             "action == 'request_extension'</bpmn:conditionExpression>",
             "action === 'x'</bpmn:conditionExpression>",
-            "element 'c_ext': condition is not valid",
+            "unit_contribution.bpmn:33: element 'c_ext': condition is not valid",
         ),
         (
-            '<spiffworkflow:property name="due" value="ack_due" />',
-            '<spiffworkflow:property name="due" value="ack_due +" />',
-            "element 'acknowledge': property 'due' is not valid",
+            "unit_acknowledgement.bpmn",
+            '<spiffworkflow:property name="due" value="due" />',
+            '<spiffworkflow:property name="due" value="due +" />',
+            "unit_acknowledgement.bpmn:12: element 'acknowledge': property 'due' is not valid",
         ),
         (
+            "task_routing.bpmn",
             '<spiffworkflow:property name="form" value="plan" />',
             '<spiffworkflow:property name="form" value="nonsense" />',
             "element 'set_plan': unknown form 'nonsense'",
         ),
         (
+            "task_routing.bpmn",
             '<spiffworkflow:property name="form" value="review" />',
             "",
             "element 'review': user task lacks properties form",
         ),
-        ('targetRef="review" />', 'targetRef="nowhere" />', "nowhere"),
+        (
+            "task_routing.bpmn",
+            '<spiffworkflow:property name="inputs"',
+            '<spiffworkflow:property name="inputz"',
+            "element 'acknowledgements': a manual task is a detached call and needs",
+        ),
+        ("task_routing.bpmn", 'targetRef="review" />', 'targetRef="nowhere" />', "nowhere"),
     ],
 )
 def test_problems_the_parser_leaves_to_run_time_are_caught_at_deploy(
-    sessions, tmp_path, old, new, expected
+    sessions, tmp_path, name, old, new, expected
 ):
-    path = _routing_with(tmp_path, old, new)
+    paths = _processes_with(tmp_path, name, old, new)
+    with pytest.raises(DeployError) as err, sessions.begin() as s:
+        deploy(s, paths)
+    assert expected in str(err.value)
+    assert f"{name}:" in str(err.value)
+    with sessions() as s:
+        assert s.scalars(select(ProcessVersion)).all() == []
+
+
+def test_a_call_to_a_process_nobody_deployed_is_refused(sessions, tmp_path):
+    path = _write(tmp_path, "task_routing.bpmn", ROUTING.read_text(encoding="utf-8"))
     with pytest.raises(DeployError) as err, sessions.begin() as s:
         deploy(s, [path])
-    assert expected in str(err.value)
-    assert "task_routing.bpmn:" in str(err.value)
+    assert "element 'contributions': calls process 'unit_contribution', which is neither" in (
+        str(err.value)
+    )
 
 
 @pytest.mark.parametrize(
@@ -213,4 +240,9 @@ def test_entities_and_doctypes_are_refused(sessions, tmp_path, doctype):
 
 def test_the_shipped_processes_deploy(sessions):
     with sessions.begin() as s:
-        assert [d.process_id for d in deploy_directory(s, PROCESSES)] == ["task_routing"]
+        assert [d.process_id for d in deploy_directory(s, PROCESSES)] == [
+            "task_routing",
+            "unit_acknowledgement",
+            "unit_contribution",
+            "unit_progress",
+        ]

@@ -140,14 +140,23 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('completed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('parent_id', sa.Integer(), nullable=True),
+    sa.Column('root_id', sa.Integer(), nullable=True),
+    sa.Column('parent_task_id', sa.String(length=36), nullable=True),
+    sa.ForeignKeyConstraint(['parent_id'], ['instance.id'], name=op.f('fk_instance_parent_id_instance')),
+    sa.ForeignKeyConstraint(['root_id'], ['instance.id'], name=op.f('fk_instance_root_id_instance')),
+    sa.UniqueConstraint('parent_task_id', name=op.f('uq_instance_parent_task_id')),
     sa.ForeignKeyConstraint(['plan_task_id'], ['plan_task.id'], name=op.f('fk_instance_plan_task_id_plan_task')),
     sa.ForeignKeyConstraint(['process_version_id'], ['process_version.id'], name=op.f('fk_instance_process_version_id_process_version')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instance')),
-    sa.UniqueConstraint('process_id', 'business_key', name=op.f('uq_instance_process_id'))
     )
     with op.batch_alter_table('instance', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_instance_plan_task_id'), ['plan_task_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_instance_status'), ['status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_instance_root_id'), ['root_id'], unique=False)
+        batch_op.create_index('uq_instance_top_level_key', ['process_id', 'business_key'], unique=True,
+                              sqlite_where=sa.text('parent_id IS NULL'),
+                              postgresql_where=sa.text('parent_id IS NULL'))
 
     op.create_table('plan_task_unit',
     sa.Column('id', sa.Integer(), nullable=False),
