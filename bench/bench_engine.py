@@ -1,13 +1,15 @@
 """Throughput of one human step of `task_routing`: raw SpiffWorkflow against duban persisted.
 
-Each instance has 1 lead, 3 supporting and 10 implementing units, i.e. 30 human steps
-(14 acknowledge, 1 plan, 3 contribute, 10 final reports, 1 consolidate, 1 review). Variants:
+Each routed item has 1 lead, 3 supporting and 10 implementing units, i.e. 30 human steps
+(14 acknowledge, 1 plan, 3 contribute, 10 final reports, 1 consolidate, 1 review), spread over
+the item's top-level instance and the branch instances its detached calls start. Variants:
 
-* raw state-only: SpiffWorkflow in memory, state-only load/dump (engine.specs) around each step;
+* raw state-only: SpiffWorkflow in memory, state-only load/dump (engine.specs) around each use;
 * raw full blob: the same with SpiffWorkflow's own serialize_json/deserialize_json (spec included);
 * duban SQLite / PostgreSQL: engine.runtime.complete_task, one transaction per completion.
 
 Usage: .venv/bin/python bench/bench_engine.py [--out FILE] [--postgres URL] [--instances N]
+       [--processes DIR] [--no-profile]
 See bench/README.md for what each figure means.
 """
 
@@ -614,7 +616,7 @@ def profile_report(name: str, stats: pstats.Stats, limit: int = 10) -> str:
     by_package = sorted(self_time.items(), key=lambda kv: -kv[1])
     return "\n".join(
         [
-            f"{name}, one instance ({STEPS_PER_ITEM} completions including the step "
+            f"{name}, one item ({STEPS_PER_ITEM} completions including the step "
             f"fetches): {1000 * total:.0f} ms under cProfile, which inflates every figure; "
             "read the shares.",
             "",

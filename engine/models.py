@@ -347,3 +347,70 @@ class HistoryEntry(Base):
     actor_label: Mapped[str] = mapped_column(String(200), default="")
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     at: Mapped[datetime] = mapped_column(Timestamp())
+
+
+class Account(Base):
+    """A person's sign-in. Rights come from the positions the person holds, not from here;
+    `is_admin` only opens the administration screens (units, positions, deployments)."""
+
+    __tablename__ = "account"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), unique=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    active: Mapped[bool] = mapped_column(default=True)
+    locale: Mapped[str] = mapped_column(String(10), default="zh_CN")
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+
+    person: Mapped[Person] = relationship()
+
+
+class ApiToken(Base):
+    """A bearer token for /api/v1. Only its SHA-256 is stored; the token is shown once."""
+
+    __tablename__ = "api_token"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp())
+
+    account: Mapped[Account] = relationship()
+
+
+class Comment(Base):
+    __tablename__ = "comment"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The routed item (top-level instance) the comment belongs to.
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), index=True)
+    human_task_id: Mapped[int | None] = mapped_column(ForeignKey("human_task.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    position_id: Mapped[int] = mapped_column(ForeignKey("position.id"))
+    body: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(Timestamp())
+
+    person: Mapped[Person] = relationship()
+    position: Mapped[Position] = relationship()
+
+
+class Attachment(Base):
+    """Evidence (佐证材料). The bytes live in the attachment store, addressed by their SHA-256;
+    the row says who may see them (through the item) and what they are."""
+
+    __tablename__ = "attachment"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), index=True)
+    human_task_id: Mapped[int | None] = mapped_column(ForeignKey("human_task.id"))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    position_id: Mapped[int] = mapped_column(ForeignKey("position.id"))
+    at: Mapped[datetime] = mapped_column(Timestamp())
+
+    uploaded_by: Mapped[Person] = relationship()
+    position: Mapped[Position] = relationship()

@@ -1,25 +1,68 @@
-"""duban's web application (Flask app factory). A thin layer over the engine."""
+"""duban's web application: a thin Flask layer over the engine (app factory)."""
 
 from __future__ import annotations
 
 import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, g
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session
 
 from engine import db
+from engine.items import MAX_ATTACHMENT_BYTES, AttachmentStore
+
+csrf = CSRFProtect()
+
+
+def _secret_key(var_dir: Path) -> str:
+    """DUBAN_SECRET_KEY in production; the embedded default keeps one in var/ (mode 0600)."""
+    if os.environ.get("DUBAN_SECRET_KEY"):
+        return os.environ["DUBAN_SECRET_KEY"]
+    path = var_dir / "secret_key"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
+    var_dir = Path(os.environ.get("DUBAN_VAR", "var"))
     app.config.from_mapping(
         DATABASE_URL=os.environ.get("DUBAN_DATABASE_URL", db.DEFAULT_URL),
+        ATTACHMENTS_DIR=os.environ.get("DUBAN_ATTACHMENTS", str(var_dir / "attachments")),
+        MAX_CONTENT_LENGTH=MAX_ATTACHMENT_BYTES + 1024 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=os.environ.get("DUBAN_SECURE_COOKIES", "") == "1",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        WTF_CSRF_TIME_LIMIT=None,
     )
     if config:
         app.config.update(config)
-    engine = db.make_engine(app.config["DATABASE_URL"])
-    app.extensions["duban.sessions"] = db.session_factory(engine)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _secret_key(var_dir)
+    if "DUBAN_SESSIONS" in app.config:  # tests hand over their own engine and schema
+        app.extensions["duban.sessions"] = app.config["DUBAN_SESSIONS"]
+    else:
+        app.extensions["duban.sessions"] = db.session_factory(
+            db.make_engine(app.config["DATABASE_URL"])
+        )
+    app.extensions["duban.attachments"] = AttachmentStore(Path(app.config["ATTACHMENTS_DIR"]))
+
+    from . import auth, i18n, views
+
+    i18n.init_app(app)
+    csrf.init_app(app)
+    auth.init_app(app)
+    views.init_app(app)
 
     @app.teardown_appcontext
     def _close_session(_exc: BaseException | None) -> None:
@@ -28,13 +71,31 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             session.close()
 
     from .overview import bp as overview_bp
+    from .tasks import bp as tasks_bp
 
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(tasks_bp)
     app.register_blueprint(overview_bp)
+    for name in ("admin", "api"):
+        _register_optional(app, name)
     return app
 
 
+def _register_optional(app: Flask, name: str) -> None:
+    """Areas built separately register themselves when present."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"web.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"web.{name}":
+            raise
+        return
+    module.init_app(app)
+
+
 def get_session() -> Session:
-    """The request's session; routes commit with `with session.begin()` around a change."""
+    """The request's session. Routes wrap each change in `with session.begin():`."""
     if "db_session" not in g:
         from flask import current_app
 

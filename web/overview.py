@@ -14,7 +14,7 @@ from . import get_session
 bp = Blueprint("overview", __name__)
 
 
-@bp.get("/")
+@bp.get("/lists")
 def index() -> str:
     session = get_session()
     plans = list(session.scalars(select(Plan).order_by(Plan.id)))

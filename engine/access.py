@@ -1,0 +1,235 @@
+"""Who may see and do what. Rights come from the positions a person holds right now:
+a liaison acts for their unit, a unit head sees the unit's work, the office director and the
+office staff see every item of their jurisdiction, an administrator manages the directory and
+deployments. Nothing here trusts an id from a request: every lookup is checked against these."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, and_, false, or_, select
+from sqlalchemy.orm import Session
+
+from .models import (
+    Account,
+    Holding,
+    HumanTask,
+    Instance,
+    Jurisdiction,
+    Plan,
+    PlanTask,
+    Position,
+    PositionKind,
+    TaskState,
+    Unit,
+)
+
+DUE_SOON = timedelta(days=3)
+OFFICE_KINDS = (PositionKind.OFFICE_DIRECTOR, PositionKind.OFFICE_STAFF)
+
+
+class Urgency(enum.StrEnum):
+    """红黄绿灯: overdue, due within three days, on track."""
+
+    RED = "red"
+    YELLOW = "yellow"
+    GREEN = "green"
+
+
+def urgency(due_at: datetime | None, now: datetime) -> Urgency:
+    if due_at is None or due_at > now + DUE_SOON:
+        return Urgency.GREEN
+    return Urgency.RED if due_at < now else Urgency.YELLOW
+
+
+@dataclass(frozen=True)
+class Seat:
+    position_id: int
+    unit_id: int
+    kind: PositionKind
+
+
+@dataclass(frozen=True)
+class Viewer:
+    account_id: int
+    person_id: int
+    is_admin: bool
+    seats: tuple[Seat, ...]
+    office_jurisdiction_ids: frozenset[int] = field(default_factory=frozenset)
+
+    @property
+    def position_ids(self) -> set[int]:
+        return {s.position_id for s in self.seats}
+
+    @property
+    def unit_ids(self) -> set[int]:
+        return {s.unit_id for s in self.seats}
+
+    @property
+    def head_unit_ids(self) -> set[int]:
+        return {s.unit_id for s in self.seats if s.kind == PositionKind.HEAD}
+
+    @property
+    def is_office(self) -> bool:
+        return bool(self.office_jurisdiction_ids)
+
+
+def viewer_for(session: Session, account: Account) -> Viewer:
+    rows = session.execute(
+        select(Position.id, Position.unit_id, Position.kind)
+        .join(Holding, Holding.position_id == Position.id)
+        .where(Holding.person_id == account.person_id, Holding.ended_at.is_(None))
+    ).all()
+    seats = tuple(Seat(pid, uid, kind) for pid, uid, kind in rows)
+    office_units = {s.unit_id for s in seats if s.kind in OFFICE_KINDS}
+    offices = frozenset(
+        session.scalars(
+            select(Jurisdiction.id).where(Jurisdiction.office_unit_id.in_(office_units))
+        )
+    )
+    return Viewer(account.id, account.person_id, account.is_admin, seats, offices)
+
+
+def acting_position(viewer: Viewer, task: HumanTask) -> int | None:
+    """The viewer's position that may complete `task`, if any (see runtime.may_act)."""
+    for seat in viewer.seats:
+        if seat.unit_id != task.unit_id:
+            continue
+        if seat.position_id == task.position_id:
+            return seat.position_id
+        if seat.kind == PositionKind.OFFICE_DIRECTOR and task.position.kind == (
+            PositionKind.OFFICE_STAFF
+        ):
+            return seat.position_id
+    return None
+
+
+def _item_jurisdiction(session: Session, instance: Instance) -> int | None:
+    return session.scalar(
+        select(Plan.jurisdiction_id)
+        .join(PlanTask, PlanTask.plan_id == Plan.id)
+        .where(PlanTask.id == instance.plan_task_id)
+    )
+
+
+def can_see_item(session: Session, viewer: Viewer, root: Instance) -> bool:
+    """An item is visible to the office of its jurisdiction and to every unit taking part."""
+    if viewer.office_jurisdiction_ids and (
+        _item_jurisdiction(session, root) in viewer.office_jurisdiction_ids
+    ):
+        return True
+    if not viewer.unit_ids:
+        return False
+    tree = select(Instance.id).where(Instance.root_id == root.id)
+    return (
+        session.scalar(
+            select(HumanTask.id)
+            .where(HumanTask.instance_id.in_(tree), HumanTask.unit_id.in_(viewer.unit_ids))
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def can_see_task(session: Session, viewer: Viewer, task: HumanTask) -> bool:
+    if acting_position(viewer, task) is not None or task.unit_id in viewer.head_unit_ids:
+        return True
+    root = session.get(Instance, task.instance.root_id)
+    return root is not None and can_see_item(session, viewer, root)
+
+
+@dataclass(frozen=True)
+class InboxFilter:
+    plan_key: str | None = None
+    urgency: Urgency | None = None
+    due_within_days: int | None = None
+    # mine: steps the viewer may act on; unit: also the unit's steps for its head;
+    # all: every open step of the viewer's jurisdictions (office only).
+    scope: str = "mine"
+
+
+def _visible_steps(viewer: Viewer, scope: str) -> Select[tuple[HumanTask]]:
+    query = select(HumanTask)
+    conditions = [HumanTask.position_id.in_(viewer.position_ids)]
+    director_units = [s.unit_id for s in viewer.seats if s.kind == PositionKind.OFFICE_DIRECTOR]
+    if director_units:
+        staff = select(Position.id).where(
+            Position.unit_id.in_(director_units), Position.kind == PositionKind.OFFICE_STAFF
+        )
+        conditions.append(HumanTask.position_id.in_(staff))
+    if scope in ("unit", "all") and viewer.head_unit_ids:
+        conditions.append(HumanTask.unit_id.in_(viewer.head_unit_ids))
+    if scope == "all" and viewer.office_jurisdiction_ids:
+        in_office = (
+            select(Instance.id)
+            .join(PlanTask, PlanTask.id == Instance.plan_task_id)
+            .join(Plan, Plan.id == PlanTask.plan_id)
+            .where(Plan.jurisdiction_id.in_(viewer.office_jurisdiction_ids))
+        )
+        conditions.append(HumanTask.instance_id.in_(in_office))
+    return query.where(or_(*conditions) if conditions else false())
+
+
+def inbox(
+    session: Session,
+    viewer: Viewer,
+    now: datetime,
+    filters: InboxFilter | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[HumanTask], int]:
+    """Open steps, most urgent first (overdue, then by due date, undated last), and the count."""
+    from sqlalchemy import func
+
+    f = filters or InboxFilter()
+    query = _visible_steps(viewer, f.scope).where(HumanTask.state == TaskState.READY)
+    if f.plan_key:
+        query = query.where(
+            HumanTask.instance_id.in_(
+                select(Instance.id)
+                .join(PlanTask, PlanTask.id == Instance.plan_task_id)
+                .join(Plan, Plan.id == PlanTask.plan_id)
+                .where(Plan.key == f.plan_key)
+            )
+        )
+    if f.urgency == Urgency.RED:
+        query = query.where(HumanTask.due_at < now)
+    elif f.urgency == Urgency.YELLOW:
+        query = query.where(HumanTask.due_at >= now, HumanTask.due_at <= now + DUE_SOON)
+    elif f.urgency == Urgency.GREEN:
+        query = query.where(or_(HumanTask.due_at.is_(None), HumanTask.due_at > now + DUE_SOON))
+    if f.due_within_days is not None:
+        query = query.where(
+            and_(
+                HumanTask.due_at.is_not(None),
+                HumanTask.due_at <= now + timedelta(days=f.due_within_days),
+            )
+        )
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows), total
+
+
+def done_list(session: Session, viewer: Viewer, limit: int = 100) -> list[HumanTask]:
+    """What the viewer's units completed (已办), newest first."""
+    return list(
+        session.scalars(
+            select(HumanTask)
+            .where(
+                HumanTask.state == TaskState.COMPLETED,
+                HumanTask.unit_id.in_(viewer.unit_ids),
+            )
+            .order_by(HumanTask.completed_at.desc(), HumanTask.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def unit_names(session: Session, unit_ids: set[int]) -> dict[int, str]:
+    return dict(session.execute(select(Unit.id, Unit.name).where(Unit.id.in_(unit_ids))).all())

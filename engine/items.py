@@ -1,0 +1,218 @@
+"""A routed item as people see it: its list entry, its steps across branches, its history,
+comments and attachments (evidence, 佐证材料)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .errors import FormError
+from .models import Attachment, Comment, HistoryEntry, HumanTask, Instance, PlanTask
+
+MAX_COMMENT = 4000
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+# Evidence is documents and pictures; nothing a browser would run.
+ALLOWED_TYPES = {
+    ".pdf": "application/pdf",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".doc": "application/msword",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".xls": "application/vnd.ms-excel",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".txt": "text/plain",
+}
+MAGIC = {
+    ".pdf": (b"%PDF",),
+    ".png": (b"\x89PNG",),
+    ".jpg": (b"\xff\xd8\xff",),
+    ".jpeg": (b"\xff\xd8\xff",),
+    ".docx": (b"PK\x03\x04",),
+    ".xlsx": (b"PK\x03\x04",),
+    ".doc": (b"\xd0\xcf\x11\xe0",),
+    ".xls": (b"\xd0\xcf\x11\xe0",),
+}
+
+
+@dataclass
+class Item:
+    root: Instance
+    plan_task: PlanTask | None
+    steps: list[HumanTask]
+    history: list[HistoryEntry]
+    comments: list[Comment]
+    attachments: list[Attachment]
+
+
+def tree_ids(root_id: int):  # type: ignore[no-untyped-def]
+    return select(Instance.id).where(Instance.root_id == root_id)
+
+
+def load_item(session: Session, root: Instance) -> Item:
+    tree = tree_ids(root.id)
+    return Item(
+        root=root,
+        plan_task=root.plan_task,
+        steps=list(
+            session.scalars(
+                select(HumanTask).where(HumanTask.instance_id.in_(tree)).order_by(HumanTask.id)
+            )
+        ),
+        history=list(
+            session.scalars(
+                select(HistoryEntry)
+                .where(HistoryEntry.instance_id.in_(tree))
+                .order_by(HistoryEntry.id)
+            )
+        ),
+        comments=list(
+            session.scalars(
+                select(Comment).where(Comment.instance_id == root.id).order_by(Comment.id)
+            )
+        ),
+        attachments=list(
+            session.scalars(
+                select(Attachment)
+                .where(Attachment.instance_id == root.id)
+                .order_by(Attachment.id)
+            )
+        ),
+    )
+
+
+def add_comment(
+    session: Session,
+    root: Instance,
+    person_id: int,
+    position_id: int,
+    body: str,
+    now: datetime,
+    task: HumanTask | None = None,
+) -> Comment:
+    text = body.strip()
+    if not text:
+        raise FormError({"body": "is required"})
+    if len(text) > MAX_COMMENT:
+        raise FormError({"body": f"is longer than {MAX_COMMENT} characters"})
+    comment = Comment(
+        instance_id=root.id,
+        human_task_id=task.id if task else None,
+        person_id=person_id,
+        position_id=position_id,
+        body=text,
+        at=now,
+    )
+    session.add(comment)
+    session.add(
+        HistoryEntry(
+            instance_id=root.id,
+            human_task_id=task.id if task else None,
+            action="commented",
+            actor_person_id=person_id,
+            actor_position_id=position_id,
+            data=None,
+            at=now,
+        )
+    )
+    session.flush()
+    return comment
+
+
+def safe_filename(name: str) -> str:
+    """Keep the name people gave the file, minus anything a path or a header could abuse."""
+    name = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    name = re.sub(r"[\x00-\x1f\x7f\"<>:|?*]", "", name).strip(" .")
+    return name[:200] or "attachment"
+
+
+class AttachmentStore:
+    """Files on disk under `root`, named by content hash (written once, never overwritten)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, sha256: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ValueError("not a SHA-256")
+        return self.root / sha256[:2] / sha256
+
+    def put(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        target = self.path(digest)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        return digest
+
+
+def check_upload(filename: str, data: bytes) -> tuple[str, str]:
+    """Return (clean name, content type) or raise FormError saying what is wrong."""
+    name = safe_filename(filename)
+    ext = Path(name).suffix.lower()
+    if ext not in ALLOWED_TYPES:
+        allowed = ", ".join(sorted(ALLOWED_TYPES))
+        raise FormError({"file": f"type '{ext or name}' is not allowed (allowed: {allowed})"})
+    if not data:
+        raise FormError({"file": "is empty"})
+    if len(data) > MAX_ATTACHMENT_BYTES:
+        raise FormError(
+            {"file": f"is {len(data)} bytes, over the {MAX_ATTACHMENT_BYTES // 1048576} MB limit"}
+        )
+    if ext in MAGIC and not data.startswith(MAGIC[ext]):
+        raise FormError({"file": f"content is not a {ext} file"})
+    return name, ALLOWED_TYPES[ext]
+
+
+def add_attachment(
+    session: Session,
+    store: AttachmentStore,
+    root: Instance,
+    person_id: int,
+    position_id: int,
+    filename: str,
+    stream: BinaryIO,
+    now: datetime,
+    task: HumanTask | None = None,
+) -> Attachment:
+    data = stream.read(MAX_ATTACHMENT_BYTES + 1)
+    name, content_type = check_upload(filename, data)
+    digest = store.put(data)
+    attachment = Attachment(
+        instance_id=root.id,
+        human_task_id=task.id if task else None,
+        filename=name,
+        content_type=content_type,
+        size=len(data),
+        sha256=digest,
+        uploaded_by_id=person_id,
+        position_id=position_id,
+        at=now,
+    )
+    session.add(attachment)
+    session.add(
+        HistoryEntry(
+            instance_id=root.id,
+            human_task_id=task.id if task else None,
+            action="attached",
+            actor_person_id=person_id,
+            actor_position_id=position_id,
+            data={"filename": name, "size": len(data)},
+            at=now,
+        )
+    )
+    session.flush()
+    return attachment

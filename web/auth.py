@@ -1,0 +1,134 @@
+"""Signing in and out, and who the current user is (their positions decide what they see)."""
+
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from flask_wtf import FlaskForm
+from werkzeug.wrappers import Response
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from engine.access import Viewer, viewer_for
+from engine.accounts import authenticate
+from engine.models import Account
+
+from . import get_session
+from .i18n import LOCALES
+
+bp = Blueprint("auth", __name__)
+login_manager = LoginManager()
+
+
+class User(UserMixin):  # type: ignore[misc]
+    def __init__(self, account: Account) -> None:
+        self.account = account
+        self.id = str(account.id)
+
+    @property
+    def is_active(self) -> bool:
+        return bool(self.account.active)
+
+
+def init_app(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.session_protection = "strong"
+
+
+@login_manager.user_loader
+def _load(user_id: str) -> User | None:
+    if not user_id.isdigit():
+        return None
+    account = get_session().get(Account, int(user_id))
+    return User(account) if account is not None and account.active else None
+
+
+@login_manager.unauthorized_handler
+def _unauthorized() -> Response:
+    if request.blueprint == "api" or request.path.startswith("/api/"):
+        abort(401)
+    flash(_("Please sign in."), "info")
+    return redirect(url_for("auth.login", next=request.full_path))
+
+
+def current_viewer() -> Viewer:
+    """The signed-in user's rights, computed once per request from the positions they hold."""
+    if "viewer" not in g:
+        if not current_user.is_authenticated:
+            abort(401)
+        g.viewer = viewer_for(get_session(), current_user.account)
+    viewer: Viewer = g.viewer
+    return viewer
+
+
+def admin_required(view: Any) -> Any:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
+        if not current_user.account.is_admin:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+class LoginForm(FlaskForm):  # type: ignore[misc]
+    login = StringField("login", validators=[DataRequired(), Length(max=64)])
+    password = PasswordField("password", validators=[DataRequired(), Length(max=200)])
+
+
+def _safe_next(target: str | None) -> str:
+    # Only local paths: a crafted ?next= must not send people to another site.
+    if target and target.startswith("/") and not target.startswith("//"):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
+    return url_for("tasks.inbox")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> str | Response:
+    form = LoginForm()
+    if form.validate_on_submit():
+        account = authenticate(get_session(), form.login.data or "", form.password.data or "")
+        if account is None:
+            flash(_("Wrong login or password."), "error")
+        else:
+            session.clear()
+            login_user(User(account))
+            session.permanent = True
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("auth/login.html", form=form)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    logout_user()
+    session.clear()
+    return redirect(url_for("auth.login"))
+
+
+@bp.get("/lang/<code>")
+def set_language(code: str) -> Response:
+    if code not in LOCALES:
+        abort(404)
+    session["lang"] = code
+    return redirect(_safe_next(request.args.get("next")))

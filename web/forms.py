@@ -1,0 +1,79 @@
+"""How the engine's step forms look on a page: labels and input widgets per field kind.
+Validation stays in engine.forms, the single source of truth for what a step accepts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+
+from engine.forms import Field, Form
+
+FORM_TITLES = {
+    "acknowledge": _l("Acknowledge receipt"),
+    "plan": _l("Work plan and due dates"),
+    "contribute": _l("Contribution"),
+    "report": _l("Progress report"),
+    "consolidate": _l("Consolidated report"),
+    "review": _l("Review"),
+    "decide_extension": _l("Extension request"),
+}
+FIELD_LABELS = {
+    "note": _l("Note"),
+    "plan": _l("Work plan"),
+    "support_due": _l("Supporting units due by"),
+    "implement_due": _l("Implementing units due by"),
+    "final_due": _l("Consolidated report due by"),
+    "action": _l("Action"),
+    "requested_due": _l("Requested new due date"),
+    "reason": _l("Reason"),
+    "content": _l("Content"),
+    "evidence": _l("Evidence (description)"),
+    "final": _l("This is the final report"),
+    "summary": _l("Summary"),
+    "decision": _l("Decision"),
+    "approved": _l("Approve the extension"),
+    "new_due": _l("New due date"),
+    "comment": _l("Comment"),
+}
+CHOICE_LABELS = {
+    "submit": _l("Submit"),
+    "request_extension": _l("Request an extension"),
+    "report": _l("Report progress"),
+    "close": _l("Close the item"),
+    "send_back": _l("Send back to the lead unit"),
+}
+LONG_TEXT = {"plan", "content", "summary", "reason", "note", "evidence", "comment"}
+
+
+@dataclass(frozen=True)
+class Widget:
+    field: Field
+    value: Any
+    input: str  # textarea | text | date | checkbox | select
+    choices: tuple[tuple[str, Any], ...] = ()
+
+
+def form_title(form_name: str) -> str:
+    return str(FORM_TITLES.get(form_name, form_name))
+
+
+def field_label(name: str) -> str:
+    return str(FIELD_LABELS.get(name, name))
+
+
+def field_widgets(form: Form, values: dict[str, Any]) -> list[Widget]:
+    widgets = []
+    for f in form.fields:
+        value = values.get(f.name, f.default if f.default is not None else "")
+        if f.kind == "choice":
+            choices = tuple((c, CHOICE_LABELS.get(c, c)) for c in f.choices)
+            widgets.append(Widget(f, value, "select", choices))
+        elif f.kind == "bool":
+            widgets.append(Widget(f, value in (True, "true", "on", "1"), "checkbox"))
+        elif f.kind == "date":
+            widgets.append(Widget(f, value, "date"))
+        else:
+            widgets.append(Widget(f, value, "textarea" if f.name in LONG_TEXT else "text"))
+    return widgets
