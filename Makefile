@@ -16,7 +16,7 @@ $(BIN)/duban: setup.cfg pyproject.toml constraints.txt
 setup: $(BIN)/duban
 
 run: setup
-	$(BIN)/duban serve
+	$(BIN)/duban serve --demo
 
 test: setup
 	scripts/test.sh

@@ -14,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import clock, db
+from engine.accounts import create_account, issue_token
 from engine.deploy import deploy, deploy_directory
-from engine.directory import find_unit, hand_over, load_directory, position_of
+from engine.directory import find_unit, hand_over, holders, load_directory, position_of
 from engine.errors import DubanError, FormError, ImportErrors
-from engine.models import HumanTask, Instance, Person, Plan, Unit
+from engine.models import Account, HumanTask, Instance, Person, Plan, Position, PositionKind, Unit
 from engine.routing import hand_out
 from engine.runtime import Actor, complete_task, history, open_tasks
 from engine.tasklists import import_plan
@@ -57,6 +58,7 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+DEMO_PASSWORD = "duban-demo"
 
 
 @click.group()
@@ -133,12 +135,16 @@ def deploy_cmd(ctx: Context, paths: tuple[Path, ...], by: str) -> None:
 
 
 @main.command("seed")
+@click.option("--demo", is_flag=True, help=f"Also create demo sign-ins (password {DEMO_PASSWORD}).")
 @pass_ctx
-def seed_cmd(ctx: Context) -> None:
+def seed_cmd(ctx: Context, demo: bool) -> None:
     """Migrate, load the seed directory and task lists, deploy processes (idempotent)."""
     db.upgrade(ctx.engine)
     with ctx.transaction() as session:
         seed(session)
+        if demo:
+            for line in demo_accounts(session):
+                click.echo(line)
     click.echo("seeded: directory, task lists and processes are current")
 
 
@@ -148,6 +154,75 @@ def seed(session: Session) -> None:
     for path in sorted((DATA_DIR / "tasklists").glob("*.toml")):
         import_plan(session, path)
     deploy_directory(session, PROCESSES_DIR, "seed")
+
+
+def demo_accounts(session: Session) -> list[str]:
+    """Sign-ins for trying duban out: an administrator, the office director of each office, and
+    a demo liaison in every vacant liaison seat. Never for production data."""
+    made = []
+    admin = session.scalar(select(Account).where(Account.login == "admin"))
+    if admin is None:
+        person = Person(name="系统管理员", title="administrator")
+        session.add(person)
+        create_account(session, person, "admin", DEMO_PASSWORD, is_admin=True)
+        made.append(f"admin / {DEMO_PASSWORD}  (administrator)")
+    seats = session.scalars(
+        select(Position)
+        .where(Position.kind.in_([PositionKind.LIAISON, PositionKind.OFFICE_DIRECTOR]))
+        .order_by(Position.id)
+    )
+    for seat in seats:
+        people = holders(session, seat.id)
+        if not people:
+            person = Person(name=f"{seat.unit.name}{seat.title}", title=seat.title)
+            session.add(person)
+            hand_over(session, seat, person, clock.utcnow())
+            people = [person]
+        for person in people:
+            if session.scalar(select(Account.id).where(Account.person_id == person.id)) is None:
+                create_account(session, person, person.name, DEMO_PASSWORD)
+                made.append(f"{person.name} / {DEMO_PASSWORD}  ({seat.unit.name} {seat.title})")
+    return made
+
+
+@main.group("account")
+def account_group() -> None:
+    """Sign-in accounts and API tokens."""
+
+
+@account_group.command("create")
+@click.option("--person", "person_name", required=True, help="The person's name.")
+@click.option("--title", default="", help="Job title, to tell people of the same name apart.")
+@click.option("--login", required=True)
+@click.option("--admin", "is_admin", is_flag=True)
+@click.password_option(help="Initial password (asked for when not given).")
+@pass_ctx
+def account_create(
+    ctx: Context, person_name: str, title: str, login: str, is_admin: bool, password: str
+) -> None:
+    """Create a sign-in for a person (created when not in the directory yet)."""
+    with ctx.transaction() as session:
+        person = session.scalar(
+            select(Person).where(Person.name == person_name, Person.title == title)
+        )
+        if person is None:
+            person = Person(name=person_name, title=title)
+            session.add(person)
+        create_account(session, person, login, password, is_admin=is_admin)
+    click.echo(f"account '{login}' created for {person_name}")
+
+
+@account_group.command("token")
+@click.option("--login", required=True)
+@click.option("--name", default="cli", help="What the token is for.")
+@pass_ctx
+def account_token(ctx: Context, login: str, name: str) -> None:
+    """Issue an API token (shown once; duban keeps only its hash)."""
+    with ctx.transaction() as session:
+        account = session.scalar(select(Account).where(Account.login == login))
+        if account is None:
+            raise click.ClickException(f"no account '{login}'")
+        click.echo(issue_token(session, account, name))
 
 
 @main.command("plans")
@@ -316,8 +391,9 @@ def hand_over_cmd(ctx: Context, unit_name: str, kind: str, successor: str, title
     show_default=True,
     help="Migrate and load the seed data first.",
 )
+@click.option("--demo", is_flag=True, help="Create demo sign-ins when seeding.")
 @pass_ctx
-def serve_cmd(ctx: Context, host: str, port: int, do_seed: bool) -> None:
+def serve_cmd(ctx: Context, host: str, port: int, do_seed: bool, demo: bool) -> None:
     """Run duban on this machine (the embedded default; use gunicorn in production)."""
     from werkzeug.serving import run_simple
 
@@ -327,6 +403,8 @@ def serve_cmd(ctx: Context, host: str, port: int, do_seed: bool) -> None:
         db.upgrade(ctx.engine)
         with ctx.transaction() as session:
             seed(session)
+            for line in demo_accounts(session) if demo else []:
+                click.echo(line)
     app = create_app({"DATABASE_URL": ctx.url})
     click.echo(f"duban on http://{host}:{port}/ ({ctx.url})")
     run_simple(host, port, app, threaded=True)

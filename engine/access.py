@@ -150,7 +150,7 @@ class InboxFilter:
     scope: str = "mine"
 
 
-def _visible_steps(viewer: Viewer, scope: str) -> Select[tuple[HumanTask]]:
+def _visible_steps(viewer: Viewer, scope: str) -> Select[HumanTask]:
     query = select(HumanTask)
     conditions = [HumanTask.position_id.in_(viewer.position_ids)]
     director_units = [s.unit_id for s in viewer.seats if s.kind == PositionKind.OFFICE_DIRECTOR]

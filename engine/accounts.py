@@ -18,8 +18,14 @@ MIN_PASSWORD = 8
 _DUMMY_HASH = generate_password_hash("duban-timing-equaliser")
 
 
-def create_account(session: Session, person: Person, login: str, password: str,
-                   is_admin: bool = False, locale: str = "zh_CN") -> Account:
+def create_account(
+    session: Session,
+    person: Person,
+    login: str,
+    password: str,
+    is_admin: bool = False,
+    locale: str = "zh_CN",
+) -> Account:
     login = login.strip()
     errors = {}
     if not login or len(login) > 64 or not login.isprintable():
@@ -30,8 +36,13 @@ def create_account(session: Session, person: Person, login: str, password: str,
         raise FormError(errors)
     if session.scalar(select(Account.id).where(Account.login == login)) is not None:
         raise Conflict(f"login '{login}' is taken")
-    account = Account(person=person, login=login, password_hash=generate_password_hash(password),
-                      is_admin=is_admin, locale=locale)
+    account = Account(
+        person=person,
+        login=login,
+        password_hash=generate_password_hash(password),
+        is_admin=is_admin,
+        locale=locale,
+    )
     session.add(account)
     session.flush()
     return account
@@ -66,8 +77,9 @@ def issue_token(session: Session, account: Account, name: str) -> str:
 
 
 def account_for_token(session: Session, token: str, now: datetime) -> Account | None:
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(token),
-                                                ApiToken.revoked_at.is_(None)))
+    row = session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == _digest(token), ApiToken.revoked_at.is_(None))
+    )
     if row is None or not row.account.active:
         return None
     row.last_used_at = now

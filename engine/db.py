@@ -24,7 +24,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _sqlite_setup(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # No pre-ping (a round trip per transaction): a dropped connection fails its request and
+    # is discarded with the pool, and the next request connects afresh.
+    return create_engine(url, pool_recycle=1800, **kwargs)
 
 
 def _sqlite_setup(engine: Engine) -> None:

@@ -83,9 +83,7 @@ def load_item(session: Session, root: Instance) -> Item:
         ),
         attachments=list(
             session.scalars(
-                select(Attachment)
-                .where(Attachment.instance_id == root.id)
-                .order_by(Attachment.id)
+                select(Attachment).where(Attachment.instance_id == root.id).order_by(Attachment.id)
             )
         ),
     )

@@ -266,6 +266,7 @@ class Instance(Base):
 
     __tablename__ = "instance"
     __table_args__ = (
+        Index("ix_instance_siblings", "parent_id", "parent_element_id", "status"),
         # A business key names one top-level instance; children share their parent's.
         Index(
             "uq_instance_top_level_key",
@@ -285,6 +286,9 @@ class Instance(Base):
     root_id: Mapped[int | None] = mapped_column(ForeignKey("instance.id"), index=True)
     # The parent's waiting task this instance runs for; unique so a branch is spawned once.
     parent_task_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    # The parent's element (e.g. `reports`): siblings spawned by it finish the element together.
+    parent_element_id: Mapped[str | None] = mapped_column(String(100))
+    has_children: Mapped[bool] = mapped_column(default=False)
     plan_task_id: Mapped[int | None] = mapped_column(ForeignKey("plan_task.id"), index=True)
     status: Mapped[InstanceStatus] = mapped_column(_enum(InstanceStatus), index=True)
     # zlib-compressed JSON of the workflow state (spec excluded).

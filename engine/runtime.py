@@ -14,7 +14,7 @@ from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState as SpiffState
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from .clock import end_of_local_day, local_today
 from .deploy import latest_version
@@ -129,11 +129,12 @@ def _detached_process(task: Task) -> str | None:
 def _sync(session: Session, instance: Instance, workflow: BpmnWorkflow, now: datetime) -> None:
     """Mirror the workflow's ready manual tasks: human steps become `human_task` rows, detached
     calls become child instances. Rows and children whose task went away (cancelled by the
-    process) are closed. A child that ends at once completes its task here and we go round
-    again, so the workflow is left waiting only on people or running children."""
+    process) are closed. Tasks whose child has ended are run here and we go round again, so the
+    workflow is left waiting only on people or running children."""
     positions: dict[tuple[Any, Any], Position] = {}
     while True:
         ready = {str(t.id): t for t in workflow.get_tasks(state=SpiffState.READY, manual=True)}
+        detached = {i: t for i, t in ready.items() if _detached_process(t) is not None}
         open_rows = {
             r.spiff_task_id: r
             for r in session.scalars(
@@ -142,55 +143,80 @@ def _sync(session: Session, instance: Instance, workflow: BpmnWorkflow, now: dat
                 )
             )
         }
-        children = {
-            c.parent_task_id: c
-            for c in session.scalars(
-                select(Instance).where(
-                    Instance.parent_id == instance.id, Instance.status == InstanceStatus.RUNNING
-                )
-            )
-        }
         for spiff_id, row in open_rows.items():
             if spiff_id not in ready:
                 row.state, row.completed_at = TaskState.CANCELLED, now
                 _history(session, instance, "cancelled", now, task=row)
-        for parent_task_id, child in children.items():
-            if parent_task_id not in ready:
-                _cancel(session, child, now)
-        finished = []
+        finished = _sync_children(session, instance, workflow, detached, now)
         for spiff_id, task in ready.items():
-            if spiff_id in open_rows or spiff_id in children:
-                continue
-            process_id = _detached_process(task)
-            if process_id is not None:
-                child = _spawn(session, instance, workflow, task, process_id, now)
-                if child.status == InstanceStatus.COMPLETED:
-                    finished.append(task)
-                continue
-            unit_id = _property(workflow, task, "unit")
-            position = _position(
-                session, positions, task, unit_id, _property(workflow, task, "position")
-            )
-            session.add(
-                HumanTask(
-                    instance_id=instance.id,
-                    spiff_task_id=spiff_id,
-                    element_id=task.task_spec.bpmn_id,
-                    name=task.task_spec.bpmn_name or task.task_spec.bpmn_id,
-                    form=task.task_spec.extensions["properties"]["form"],
-                    unit_id=unit_id,
-                    position_id=position.id,
-                    state=TaskState.READY,
-                    due_at=_due_at(_property(workflow, task, "due")),
-                    created_at=now,
-                )
-            )
+            if spiff_id not in open_rows and spiff_id not in detached:
+                session.add(_human_task(session, positions, instance, workflow, task, now))
         if not finished:
             session.flush()
             return
         for task in finished:
             _run(task.run)
         _run(workflow.do_engine_steps)
+
+
+def _human_task(
+    session: Session,
+    positions: dict[tuple[Any, Any], Position],
+    instance: Instance,
+    workflow: BpmnWorkflow,
+    task: Task,
+    now: datetime,
+) -> HumanTask:
+    unit_id = _property(workflow, task, "unit")
+    position = _position(session, positions, task, unit_id, _property(workflow, task, "position"))
+    return HumanTask(
+        instance_id=instance.id,
+        spiff_task_id=str(task.id),
+        element_id=task.task_spec.bpmn_id,
+        name=task.task_spec.bpmn_name or task.task_spec.bpmn_id,
+        form=task.task_spec.extensions["properties"]["form"],
+        unit_id=unit_id,
+        position_id=position.id,
+        state=TaskState.READY,
+        due_at=_due_at(_property(workflow, task, "due")),
+        created_at=now,
+    )
+
+
+def _sync_children(
+    session: Session,
+    instance: Instance,
+    workflow: BpmnWorkflow,
+    detached: dict[str, Task],
+    now: datetime,
+) -> list[Task]:
+    """Spawn a child for each new detached task; return the tasks whose child has ended."""
+    if not detached:
+        # Nothing waits on a child, so any still running lost its task: cancel them.
+        if instance.has_children:
+            for child in session.scalars(
+                select(Instance).where(
+                    Instance.parent_id == instance.id, Instance.status == InstanceStatus.RUNNING
+                )
+            ):
+                _cancel(session, child, now)
+        return []
+    children = {
+        c.parent_task_id: c
+        for c in session.scalars(select(Instance).where(Instance.parent_id == instance.id))
+    }
+    for parent_task_id, orphan in children.items():
+        if parent_task_id not in detached and orphan.status == InstanceStatus.RUNNING:
+            _cancel(session, orphan, now)
+    finished = []
+    for spiff_id, task in detached.items():
+        existing = children.get(spiff_id)
+        child = existing or _spawn(
+            session, instance, workflow, task, str(_detached_process(task)), now
+        )
+        if child.status == InstanceStatus.COMPLETED:
+            finished.append(task)
+    return finished
 
 
 def _spawn(
@@ -204,6 +230,7 @@ def _spawn(
     inputs = _property(workflow, task, "inputs")
     if not isinstance(inputs, dict):
         raise ProcessError(f"element '{task.task_spec.bpmn_id}': inputs must be a mapping")
+    parent.has_children = True
     return start_instance(
         session,
         process_id,
@@ -212,7 +239,7 @@ def _spawn(
         now,
         plan_task_id=parent.plan_task_id,
         parent=parent,
-        parent_task_id=str(task.id),
+        parent_task=task,
     )
 
 
@@ -234,15 +261,24 @@ def _cancel(session: Session, instance: Instance, now: datetime) -> None:
 
 
 def _resume_parent(session: Session, child: Instance, now: datetime) -> None:
-    """A child ended: complete the parent's waiting task, and so on up the tree."""
+    """A child ended. Its parent moves on once every sibling spawned by the same element has
+    ended too: until then the parent is only locked (so the last sibling cannot miss that it
+    is last), not loaded. Parallel branches leave no order to keep, so this changes nothing
+    but the cost."""
     while child.parent_id is not None and child.status == InstanceStatus.COMPLETED:
         parent = _lock_instance(session, child.parent_id)
+        running = session.scalar(
+            select(Instance.id)
+            .where(
+                Instance.parent_id == parent.id,
+                Instance.parent_element_id == child.parent_element_id,
+                Instance.status == InstanceStatus.RUNNING,
+            )
+            .limit(1)
+        )
+        if running is not None:
+            return
         workflow = load_workflow(session, parent)
-        waiting = workflow.get_task_from_id(UUID(str(child.parent_task_id)))
-        if waiting.state != SpiffState.READY:
-            raise Conflict(f"instance {parent.id} no longer waits for branch {child.id}")
-        _run(waiting.run)
-        _run(workflow.do_engine_steps)
         _sync(session, parent, workflow, now)
         _save(parent, workflow, now)
         child = parent
@@ -273,7 +309,7 @@ def start_instance(
     plan_task_id: int | None = None,
     actor: Actor | None = None,
     parent: Instance | None = None,
-    parent_task_id: str | None = None,
+    parent_task: Task | None = None,
 ) -> Instance:
     """Start the latest version of `process_id` with `data` as its start data (as a child of
     `parent` when it runs one branch of it)."""
@@ -304,7 +340,8 @@ def start_instance(
         created_at=now,
         updated_at=now,
         parent_id=parent.id if parent else None,
-        parent_task_id=parent_task_id,
+        parent_task_id=str(parent_task.id) if parent_task else None,
+        parent_element_id=parent_task.task_spec.bpmn_id if parent_task else None,
     )
     session.add(instance)
     session.flush()
@@ -321,7 +358,11 @@ def load_workflow(session: Session, instance: Instance) -> BpmnWorkflow:
 
 
 def may_act(session: Session, actor: Actor, task: HumanTask) -> bool:
-    position = session.get(Position, actor.position_id)
+    position = (
+        task.position
+        if actor.position_id == task.position_id
+        else session.get(Position, actor.position_id)
+    )
     if position is None or position.unit_id != task.unit_id:
         return False
     if actor.person_id is not None and not holds(session, actor.person_id, position.id):
@@ -346,12 +387,22 @@ def _lock_instance(session: Session, instance_id: int) -> Instance:
 
 
 def _lock(session: Session, task_id: int) -> tuple[Instance, HumanTask]:
-    instance_id = session.scalar(select(HumanTask.instance_id).where(HumanTask.id == task_id))
-    if instance_id is None:
+    """Lock the step's instance (found through the step in the same statement), then read the
+    step as it is now that whoever held the lock before us has committed."""
+    instance = session.scalars(
+        select(Instance)
+        .join(HumanTask, HumanTask.instance_id == Instance.id)
+        .where(HumanTask.id == task_id)
+        .with_for_update(of=Instance)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if instance is None:
         raise NotFound(f"no step {task_id}")
-    instance = _lock_instance(session, instance_id)
     task = session.scalars(
-        select(HumanTask).where(HumanTask.id == task_id).execution_options(populate_existing=True)
+        select(HumanTask)
+        .options(joinedload(HumanTask.position))
+        .where(HumanTask.id == task_id)
+        .execution_options(populate_existing=True)
     ).one()
     return instance, task
 

@@ -143,6 +143,8 @@ def upgrade() -> None:
     sa.Column('parent_id', sa.Integer(), nullable=True),
     sa.Column('root_id', sa.Integer(), nullable=True),
     sa.Column('parent_task_id', sa.String(length=36), nullable=True),
+    sa.Column('parent_element_id', sa.String(length=100), nullable=True),
+    sa.Column('has_children', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['parent_id'], ['instance.id'], name=op.f('fk_instance_parent_id_instance')),
     sa.ForeignKeyConstraint(['root_id'], ['instance.id'], name=op.f('fk_instance_root_id_instance')),
     sa.UniqueConstraint('parent_task_id', name=op.f('uq_instance_parent_task_id')),
@@ -154,6 +156,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_instance_plan_task_id'), ['plan_task_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_instance_status'), ['status'], unique=False)
         batch_op.create_index(batch_op.f('ix_instance_root_id'), ['root_id'], unique=False)
+        batch_op.create_index('ix_instance_siblings', ['parent_id', 'parent_element_id', 'status'], unique=False)
         batch_op.create_index('uq_instance_top_level_key', ['process_id', 'business_key'], unique=True,
                               sqlite_where=sa.text('parent_id IS NULL'),
                               postgresql_where=sa.text('parent_id IS NULL'))
