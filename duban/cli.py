@@ -12,6 +12,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from werkzeug.security import generate_password_hash
 
 from engine import clock, db
 from engine.accounts import create_account, issue_token
@@ -160,11 +161,14 @@ def demo_accounts(session: Session) -> list[str]:
     """Sign-ins for trying duban out: an administrator, the office director of each office, and
     a demo liaison in every vacant liaison seat. Never for production data."""
     made = []
+    shared_hash = generate_password_hash(DEMO_PASSWORD)  # one slow hash, not one per account
     admin = session.scalar(select(Account).where(Account.login == "admin"))
     if admin is None:
         person = Person(name="系统管理员", title="administrator")
         session.add(person)
-        create_account(session, person, "admin", DEMO_PASSWORD, is_admin=True)
+        create_account(
+            session, person, "admin", DEMO_PASSWORD, is_admin=True, password_hash=shared_hash
+        )
         made.append(f"admin / {DEMO_PASSWORD}  (administrator)")
     seats = session.scalars(
         select(Position)
@@ -180,7 +184,9 @@ def demo_accounts(session: Session) -> list[str]:
             people = [person]
         for person in people:
             if session.scalar(select(Account.id).where(Account.person_id == person.id)) is None:
-                create_account(session, person, person.name, DEMO_PASSWORD)
+                create_account(
+                    session, person, person.name, DEMO_PASSWORD, password_hash=shared_hash
+                )
                 made.append(f"{person.name} / {DEMO_PASSWORD}  ({seat.unit.name} {seat.title})")
     return made
 

@@ -25,7 +25,9 @@ def create_account(
     password: str,
     is_admin: bool = False,
     locale: str = "zh_CN",
+    password_hash: str | None = None,
 ) -> Account:
+    """`password_hash` lets a caller creating many accounts with one password hash it once."""
     login = login.strip()
     errors = {}
     if not login or len(login) > 64 or not login.isprintable():
@@ -39,7 +41,7 @@ def create_account(
     account = Account(
         person=person,
         login=login,
-        password_hash=generate_password_hash(password),
+        password_hash=password_hash or generate_password_hash(password),
         is_admin=is_admin,
         locale=locale,
     )

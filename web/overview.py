@@ -1,20 +1,23 @@
-"""Read-only overview of the task lists and where each item stands."""
+"""The task lists, and for the office where each item of its jurisdiction stands."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 from flask import Blueprint, abort, render_template
-from sqlalchemy import func, select
+from flask_login import login_required
+from sqlalchemy import select
 
 from engine.models import HumanTask, Instance, Plan, TaskState
 
 from . import get_session
+from .auth import current_viewer
 
 bp = Blueprint("overview", __name__)
 
 
 @bp.get("/lists")
+@login_required
 def index() -> str:
     session = get_session()
     plans = list(session.scalars(select(Plan).order_by(Plan.id)))
@@ -27,20 +30,21 @@ def index() -> str:
             .where(Instance.parent_id.is_(None))
         )
     )
-    open_steps = (
-        session.scalar(
-            select(func.count()).select_from(HumanTask).where(HumanTask.state == TaskState.READY)
-        )
-        or 0
+    return render_template(
+        "overview/index.html",
+        plans=plans,
+        status=status,
+        office_jurisdictions=current_viewer().office_jurisdiction_ids,
     )
-    return render_template("overview/index.html", plans=plans, status=status, open_steps=open_steps)
 
 
 @bp.get("/plans/<key>")
+@login_required
 def plan(key: str) -> str:
+    """Where every item of a list stands: for the office of the list's jurisdiction."""
     session = get_session()
     found = session.scalar(select(Plan).where(Plan.key == key))
-    if found is None:
+    if found is None or found.jurisdiction_id not in current_viewer().office_jurisdiction_ids:
         abort(404)
     items = select(Instance).where(
         Instance.plan_task_id.in_([t.id for t in found.tasks]), Instance.parent_id.is_(None)

@@ -4,7 +4,6 @@ comments, attachments and form."""
 from __future__ import annotations
 
 import io
-
 from typing import Any
 
 from flask import (

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask
+from flask_babel import get_locale
 from flask_login import current_user
 
 from engine.access import Urgency, inbox, urgency
@@ -35,7 +36,11 @@ def init_app(app: Flask) -> None:
     def _shared() -> dict[str, Any]:
         from .auth import current_viewer
 
-        shared: dict[str, Any] = {"Urgency": Urgency, "has_admin": "admin" in app.blueprints}
+        shared: dict[str, Any] = {
+            "Urgency": Urgency,
+            "has_admin": "admin" in app.blueprints,
+            "locale": str(get_locale()),
+        }
         if current_user.is_authenticated:
             _, shared["inbox_count"] = inbox(get_session(), current_viewer(), utcnow(), limit=0)
         return shared
