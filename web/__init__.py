@@ -95,7 +95,8 @@ def _register_optional(app: Flask, name: str) -> None:
 
 
 def get_session() -> Session:
-    """The request's session. Routes wrap each change in `with session.begin():`."""
+    """The request's session. A route that changes something commits once after the engine
+    call (one transaction per change) and rolls back on any error."""
     if "db_session" not in g:
         from flask import current_app
 
