@@ -110,5 +110,10 @@ class SpecCache:
                 self._specs[version_id] = specs
         return specs
 
+    def clear(self) -> None:
+        """Forget every spec (tests that empty the database reuse version ids)."""
+        with self._lock:
+            self._specs.clear()
+
 
 SPEC_CACHE = SpecCache()

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import db
 from engine.clock import FixedClock
 from engine.models import Base
+from engine.specs import SPEC_CACHE
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -71,6 +72,7 @@ def _empty(engine: Engine) -> None:
 def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
     yield db.session_factory(engine)
     _empty(engine)
+    SPEC_CACHE.clear()  # emptied tables hand out the same version ids again
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ def plan(key: str) -> str:
     )
     instances = {i.plan_task_id: i for i in session.scalars(items)}
     # Open steps of each item, wherever they are in its tree of branches.
-    steps: dict[int, list[HumanTask]] = {}
+    steps: dict[int | None, list[HumanTask]] = {}
     for root_id, step in session.execute(
         select(Instance.root_id, HumanTask)
         .join(Instance, HumanTask.instance_id == Instance.id)

@@ -41,6 +41,7 @@ from engine.runtime import Actor, complete_task
 
 from . import get_session
 from .auth import current_viewer
+from .diagram import item_diagram, process_diagram
 from .forms import field_label, field_widgets, form_title
 
 bp = Blueprint("tasks", __name__)
@@ -111,8 +112,12 @@ def _visible_item(root_id: int) -> Instance:
     return root
 
 
-def _render_task(task: HumanTask, errors: dict[str, str] | None = None,
-                 values: dict[str, Any] | None = None, status: int = 200) -> tuple[str, int]:
+def _render_task(
+    task: HumanTask,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status: int = 200,
+) -> tuple[str, int]:
     session = get_session()
     root = session.get(Instance, task.instance.root_id)
     assert root is not None
@@ -127,16 +132,16 @@ def _render_task(task: HumanTask, errors: dict[str, str] | None = None,
         widgets=field_widgets(FORMS[task.form], values or {}),
         field_label=field_label,
         errors=errors or {},
-        diagram=_diagram(root),
+        diagrams=_diagrams(task, root),
     ), status
 
 
-def _diagram(root: Instance) -> str:
-    try:
-        from .diagram import item_diagram
-    except ModuleNotFoundError:  # the diagram renderer is optional in this build
-        return ""
-    return item_diagram(get_session(), root)
+def _diagrams(task: HumanTask, root: Instance) -> list[str]:
+    """The item's diagram, and the unit's own branch when the step is in one."""
+    drawings = [item_diagram(get_session(), root)]
+    if task.instance.parent_id is not None:
+        drawings.append(process_diagram(get_session(), task.instance))
+    return [d for d in drawings if d]
 
 
 @bp.get("/tasks/<int:task_id>")
@@ -176,8 +181,17 @@ def submit(task_id: int) -> Response | tuple[str, int]:
     actor = Actor(position_id, viewer.person_id, current_user.account.person.name)
     try:  # one transaction: the evidence and the step land together or not at all
         for name, content in uploads:
-            add_attachment(session, store, root, viewer.person_id, position_id, name,
-                           io.BytesIO(content), utcnow(), task)
+            add_attachment(
+                session,
+                store,
+                root,
+                viewer.person_id,
+                position_id,
+                name,
+                io.BytesIO(content),
+                utcnow(),
+                task,
+            )
         complete_task(session, task.id, actor, data, utcnow())
         session.commit()
     except FormError as exc:
@@ -185,8 +199,7 @@ def submit(task_id: int) -> Response | tuple[str, int]:
         return _render_task(session.get(HumanTask, task_id) or task, exc.errors, data, 400)
     except Conflict as exc:
         session.rollback()
-        flash(_("This step was changed by someone else; nothing was saved.") + f" ({exc})",
-              "error")
+        flash(_("This step was changed by someone else; nothing was saved.") + f" ({exc})", "error")
         return redirect(url_for("tasks.task_page", task_id=task_id))
     except PermissionDenied:
         session.rollback()
@@ -210,8 +223,15 @@ def comment(task_id: int) -> Response | tuple[str, int]:
     root = session.get(Instance, task.instance.root_id)
     assert root is not None
     try:
-        add_comment(session, root, viewer.person_id, position_id,
-                    request.form.get("body", ""), utcnow(), task)
+        add_comment(
+            session,
+            root,
+            viewer.person_id,
+            position_id,
+            request.form.get("body", ""),
+            utcnow(),
+            task,
+        )
         session.commit()
     except FormError as exc:
         session.rollback()
@@ -231,7 +251,11 @@ def download(attachment_id: int) -> Response:
     path = store.path(attachment.sha256)
     if not path.exists():
         abort(410)
-    response = send_file(path, mimetype=attachment.content_type, as_attachment=True,
-                         download_name=attachment.filename)
+    response = send_file(
+        path,
+        mimetype=attachment.content_type,
+        as_attachment=True,
+        download_name=attachment.filename,
+    )
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
