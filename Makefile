@@ -13,7 +13,15 @@ $(BIN)/duban: setup.cfg pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
-setup: $(BIN)/duban
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+# Browser tests drive Debian's Chromium (Playwright never downloads a browser).
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk
+
+setup: $(BIN)/duban $(CHROMIUM)
 
 run: setup
 	$(BIN)/duban serve --demo

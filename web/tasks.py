@@ -125,7 +125,8 @@ def _render_task(
     return render_template(
         "tasks/task.html",
         task=task,
-        item=load_item(session, root),
+        item=(item := load_item(session, root)),
+        step_names={s.id: f"{s.name}（{s.unit.name}）" for s in item.steps},
         can_act=position_id is not None and task.state.value == "ready",
         form=FORMS[task.form],
         form_title=form_title(task.form),
