@@ -4,6 +4,7 @@ by name and nothing runs."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -12,6 +13,8 @@ from typing import Any
 from .errors import FormError
 
 MAX_TEXT = 10_000
+# Text may hold line breaks and tabs, nothing else below U+0020 (PostgreSQL refuses NUL).
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ def _coerce(f: Field, raw: Any, today: date) -> Any:
     if f.kind == "text":
         if not isinstance(raw, str):
             raise ValueError("must be text")
+        if CONTROL.search(raw):
+            raise ValueError("contains control characters")
         value = raw.strip()
         if len(value) > f.max_length:
             raise ValueError(f"is longer than {f.max_length} characters")

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .errors import FormError
+from .forms import CONTROL
 from .models import Attachment, Comment, HistoryEntry, HumanTask, Instance, PlanTask
 
 MAX_COMMENT = 4000
@@ -101,6 +102,8 @@ def add_comment(
     text = body.strip()
     if not text:
         raise FormError({"body": "is required"})
+    if CONTROL.search(text):
+        raise FormError({"body": "contains control characters"})
     if len(text) > MAX_COMMENT:
         raise FormError({"body": f"is longer than {MAX_COMMENT} characters"})
     comment = Comment(

@@ -70,28 +70,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         if session is not None:
             session.close()
 
+    from . import admin, api
     from .overview import bp as overview_bp
     from .tasks import bp as tasks_bp
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(tasks_bp)
     app.register_blueprint(overview_bp)
-    for name in ("admin", "api"):
-        _register_optional(app, name)
+    admin.init_app(app)
+    api.init_app(app)
     return app
-
-
-def _register_optional(app: Flask, name: str) -> None:
-    """Areas built separately register themselves when present."""
-    import importlib
-
-    try:
-        module = importlib.import_module(f"web.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"web.{name}":
-            raise
-        return
-    module.init_app(app)
 
 
 def get_session() -> Session:

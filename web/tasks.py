@@ -4,6 +4,7 @@ comments, attachments and form."""
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 from flask import (
@@ -50,7 +51,7 @@ PAGE = 50
 
 def _int_arg(name: str) -> int | None:
     value = request.args.get(name, "")
-    return int(value) if value.isdigit() and len(value) < 5 else None
+    return int(value) if re.fullmatch(r"[0-9]{1,4}", value) else None
 
 
 @bp.get("/")

@@ -45,8 +45,17 @@ def world(seeded, clock, tmp_path, app):
         (item,) = hand_out(s, "weixi-2023-15", [7], clock())
         step = next(t for t in open_steps(s, item.id) if t.unit.name == "县农业农村局")
         root = s.get(Instance, item.id)
-        add_attachment(s, app.extensions["duban.attachments"], root, 1, step.position_id,
-                       "证明.pdf", io.BytesIO(PDF), clock(), step)
+        add_attachment(
+            s,
+            app.extensions["duban.attachments"],
+            root,
+            1,
+            step.position_id,
+            "证明.pdf",
+            io.BytesIO(PDF),
+            clock(),
+            step,
+        )
         attachment = s.scalar(select(Attachment.id))
     return step.id, attachment
 

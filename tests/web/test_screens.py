@@ -225,3 +225,13 @@ def test_submitting_twice_is_a_conflict_recorded_once(client, make_person, seede
             )
             == 1
         )
+
+
+def test_control_characters_are_refused_not_stored(client, make_person, seeded, item):
+    sign_in(client, make_person("农业联络员", "县农业农村局"))
+    step = _step(seeded, item, "县农业农村局")
+    response = client.post(f"/tasks/{step.id}/comments", data={"body": "坏\x00字符"})
+    assert response.status_code == 400
+    assert client.post(f"/tasks/{step.id}", data={"note": "a\x00b"}).status_code == 400
+    with seeded() as s:
+        assert s.get(HumanTask, step.id).state == TaskState.READY
