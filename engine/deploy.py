@@ -322,6 +322,7 @@ def deploy(session: Session, paths: Iterable[Path], deployed_by: str = "") -> li
         )
         results.append(Deployed(process_id, latest + 1, created=True))
     session.flush()
+    session.info.pop("duban.versions", None)  # starts later in this transaction use the new ones
     return results
 
 

@@ -13,7 +13,7 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState as SpiffState
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, joinedload
 
 from .clock import end_of_local_day, local_today
@@ -103,19 +103,32 @@ def _due_at(value: Any) -> datetime | None:
         raise ProcessError(f"due date {value!r} is not a date") from None
 
 
-def _position(
-    session: Session, cache: dict[tuple[Any, Any], Position], task: Task, unit_id: Any, kind: Any
-) -> Position:
+def _transaction_cache(session: Session, name: str) -> dict[Any, Any]:
+    """Lookups that do not change within one transaction, kept for its length only."""
+    cache: dict[Any, Any] = session.info.setdefault(f"duban.{name}", {})
+    return cache
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_transaction_cache(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop("duban.positions", None)
+        session.info.pop("duban.versions", None)
+
+
+def _position_id(session: Session, task: Task, unit_id: Any, kind: Any) -> int:
+    cache = _transaction_cache(session, "positions")
     if (unit_id, kind) not in cache:
-        position = session.scalar(
-            select(Position).where(Position.unit_id == unit_id, Position.kind == kind)
+        position_id = session.scalar(
+            select(Position.id).where(Position.unit_id == unit_id, Position.kind == kind)
         )
-        if position is None:
+        if position_id is None:
             raise ProcessError(
                 f"element '{task.task_spec.bpmn_id}': unit {unit_id} has no position '{kind}'"
             )
-        cache[(unit_id, kind)] = position
-    return cache[(unit_id, kind)]
+        cache[(unit_id, kind)] = position_id
+    position_id_: int = cache[(unit_id, kind)]
+    return position_id_
 
 
 def _detached_process(task: Task) -> str | None:
@@ -131,7 +144,6 @@ def _sync(session: Session, instance: Instance, workflow: BpmnWorkflow, now: dat
     calls become child instances. Rows and children whose task went away (cancelled by the
     process) are closed. Tasks whose child has ended are run here and we go round again, so the
     workflow is left waiting only on people or running children."""
-    positions: dict[tuple[Any, Any], Position] = {}
     while True:
         ready = {str(t.id): t for t in workflow.get_tasks(state=SpiffState.READY, manual=True)}
         detached = {i: t for i, t in ready.items() if _detached_process(t) is not None}
@@ -150,7 +162,7 @@ def _sync(session: Session, instance: Instance, workflow: BpmnWorkflow, now: dat
         finished = _sync_children(session, instance, workflow, detached, now)
         for spiff_id, task in ready.items():
             if spiff_id not in open_rows and spiff_id not in detached:
-                session.add(_human_task(session, positions, instance, workflow, task, now))
+                session.add(_human_task(session, instance, workflow, task, now))
         if not finished:
             session.flush()
             return
@@ -161,14 +173,13 @@ def _sync(session: Session, instance: Instance, workflow: BpmnWorkflow, now: dat
 
 def _human_task(
     session: Session,
-    positions: dict[tuple[Any, Any], Position],
     instance: Instance,
     workflow: BpmnWorkflow,
     task: Task,
     now: datetime,
 ) -> HumanTask:
     unit_id = _property(workflow, task, "unit")
-    position = _position(session, positions, task, unit_id, _property(workflow, task, "position"))
+    position_id = _position_id(session, task, unit_id, _property(workflow, task, "position"))
     return HumanTask(
         instance_id=instance.id,
         spiff_task_id=str(task.id),
@@ -176,7 +187,7 @@ def _human_task(
         name=task.task_spec.bpmn_name or task.task_spec.bpmn_id,
         form=task.task_spec.extensions["properties"]["form"],
         unit_id=unit_id,
-        position_id=position.id,
+        position_id=position_id,
         state=TaskState.READY,
         due_at=_due_at(_property(workflow, task, "due")),
         created_at=now,
@@ -313,7 +324,10 @@ def start_instance(
 ) -> Instance:
     """Start the latest version of `process_id` with `data` as its start data (as a child of
     `parent` when it runs one branch of it)."""
-    version = latest_version(session, process_id)
+    versions = _transaction_cache(session, "versions")
+    if process_id not in versions:
+        versions[process_id] = latest_version(session, process_id)
+    version = versions[process_id]
     if version is None:
         raise NotFound(f"process '{process_id}' is not deployed")
     if parent is None:
