@@ -352,6 +352,9 @@ class HistoryEntry(Base):
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     at: Mapped[datetime] = mapped_column(Timestamp())
 
+    instance: Mapped[Instance] = relationship()
+    human_task: Mapped[HumanTask | None] = relationship()
+
 
 class Account(Base):
     """A person's sign-in. Rights come from the positions the person holds, not from here;

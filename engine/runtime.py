@@ -68,8 +68,8 @@ def _history(
 ) -> None:
     session.add(
         HistoryEntry(
-            instance_id=instance.id,
-            human_task_id=task.id if task else None,
+            instance=instance,
+            human_task=task,
             action=action,
             actor_person_id=actor.person_id if actor else None,
             actor_position_id=actor.position_id if actor else None,
@@ -139,32 +139,47 @@ def _detached_process(task: Task) -> str | None:
     return str(value) if value else None
 
 
-def _sync(session: Session, instance: Instance, workflow: BpmnWorkflow, now: datetime) -> None:
+def _human_ready(workflow: BpmnWorkflow) -> set[str]:
+    """Ids of the ready human steps: after every change each of them has its `human_task` row."""
+    return {
+        str(t.id)
+        for t in workflow.get_tasks(state=SpiffState.READY, manual=True)
+        if _detached_process(t) is None
+    }
+
+
+def _sync(
+    session: Session,
+    instance: Instance,
+    workflow: BpmnWorkflow,
+    now: datetime,
+    mirrored: set[str],
+) -> None:
     """Mirror the workflow's ready manual tasks: human steps become `human_task` rows, detached
-    calls become child instances. Rows and children whose task went away (cancelled by the
-    process) are closed. Tasks whose child has ended are run here and we go round again, so the
-    workflow is left waiting only on people or running children."""
+    calls become child instances. `mirrored` names the ready steps that already have an open
+    row, so nothing is read back from the database unless a step went away (cancelled by the
+    process). Tasks whose child has ended are run here and we go round again, so the workflow
+    is left waiting only on people or running children."""
+    mirrored = set(mirrored)
     while True:
         ready = {str(t.id): t for t in workflow.get_tasks(state=SpiffState.READY, manual=True)}
         detached = {i: t for i, t in ready.items() if _detached_process(t) is not None}
-        open_rows = {
-            r.spiff_task_id: r
-            for r in session.scalars(
+        gone = mirrored - ready.keys()
+        if gone:
+            for row in session.scalars(
                 select(HumanTask).where(
-                    HumanTask.instance_id == instance.id, HumanTask.state == TaskState.READY
+                    HumanTask.spiff_task_id.in_(gone), HumanTask.state == TaskState.READY
                 )
-            )
-        }
-        for spiff_id, row in open_rows.items():
-            if spiff_id not in ready:
+            ):
                 row.state, row.completed_at = TaskState.CANCELLED, now
                 _history(session, instance, "cancelled", now, task=row)
+            mirrored -= gone
         finished = _sync_children(session, instance, workflow, detached, now)
         for spiff_id, task in ready.items():
-            if spiff_id not in open_rows and spiff_id not in detached:
+            if spiff_id not in mirrored and spiff_id not in detached:
                 session.add(_human_task(session, instance, workflow, task, now))
+                mirrored.add(spiff_id)
         if not finished:
-            session.flush()
             return
         for task in finished:
             _run(task.run)
@@ -181,7 +196,7 @@ def _human_task(
     unit_id = _property(workflow, task, "unit")
     position_id = _position_id(session, task, unit_id, _property(workflow, task, "position"))
     return HumanTask(
-        instance_id=instance.id,
+        instance=instance,
         spiff_task_id=str(task.id),
         element_id=task.task_spec.bpmn_id,
         name=task.task_spec.bpmn_name or task.task_spec.bpmn_id,
@@ -290,8 +305,9 @@ def _resume_parent(session: Session, child: Instance, now: datetime) -> None:
         if running is not None:
             return
         workflow = load_workflow(session, parent)
-        _sync(session, parent, workflow, now)
+        _sync(session, parent, workflow, now, _human_ready(workflow))
         _save(parent, workflow, now)
+        session.flush()
         child = parent
 
 
@@ -354,16 +370,17 @@ def start_instance(
         created_at=now,
         updated_at=now,
         parent_id=parent.id if parent else None,
+        root_id=parent.root_id if parent else None,
         parent_task_id=str(parent_task.id) if parent_task else None,
         parent_element_id=parent_task.task_spec.bpmn_id if parent_task else None,
     )
     session.add(instance)
-    session.flush()
-    instance.root_id = parent.root_id if parent else instance.id
+    if parent is None:
+        session.flush()  # a top-level instance is its own root, and its children need its id
+        instance.root_id = instance.id
     _history(session, instance, "started", now, actor, data={"version": version.version})
-    _sync(session, instance, workflow, now)
+    _sync(session, instance, workflow, now, mirrored=set())
     _save(instance, workflow, now)
-    session.flush()
     return instance
 
 
@@ -441,6 +458,7 @@ def complete_task(
     spiff_task = workflow.get_task_from_id(UUID(task.spiff_task_id))
     if spiff_task.state != SpiffState.READY:
         raise Conflict(f"step {task.id} ({task.name}) is no longer ready in the process")
+    mirrored = _human_ready(workflow) - {task.spiff_task_id}
     spiff_task.set_data(**clean)
     _run(spiff_task.run)
     _run(workflow.do_engine_steps)
@@ -451,7 +469,7 @@ def complete_task(
     _history(
         session, instance, "completed", now, actor, task, {"element": task.element_id, **clean}
     )
-    _sync(session, instance, workflow, now)
+    _sync(session, instance, workflow, now, mirrored)
     _save(instance, workflow, now)
     session.flush()
     _resume_parent(session, instance, now)
