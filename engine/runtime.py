@@ -292,11 +292,14 @@ def _resume_parent(session: Session, child: Instance, now: datetime) -> None:
     is last), not loaded. Parallel branches leave no order to keep, so this changes nothing
     but the cost."""
     while child.parent_id is not None and child.status == InstanceStatus.COMPLETED:
-        parent = _lock_instance(session, child.parent_id)
+        # Lock the row only; the parent's state is read just when this was the last sibling.
+        session.execute(
+            select(Instance.id).where(Instance.id == child.parent_id).with_for_update()
+        )
         running = session.scalar(
             select(Instance.id)
             .where(
-                Instance.parent_id == parent.id,
+                Instance.parent_id == child.parent_id,
                 Instance.parent_element_id == child.parent_element_id,
                 Instance.status == InstanceStatus.RUNNING,
             )
@@ -304,6 +307,7 @@ def _resume_parent(session: Session, child: Instance, now: datetime) -> None:
         )
         if running is not None:
             return
+        parent = _lock_instance(session, child.parent_id)
         workflow = load_workflow(session, parent)
         _sync(session, parent, workflow, now, _human_ready(workflow))
         _save(parent, workflow, now)
