@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, and_, false, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from .models import (
     Account,
@@ -58,6 +58,9 @@ class Viewer:
     is_admin: bool
     seats: tuple[Seat, ...]
     office_jurisdiction_ids: frozenset[int] = field(default_factory=frozenset)
+    # Positions whose steps the viewer may complete: their own, and for an office director
+    # the office staff's too (resolved once, so the inbox is one indexed IN list).
+    acting_position_ids: frozenset[int] = field(default_factory=frozenset)
 
     @property
     def position_ids(self) -> set[int]:
@@ -89,7 +92,14 @@ def viewer_for(session: Session, account: Account) -> Viewer:
             select(Jurisdiction.id).where(Jurisdiction.office_unit_id.in_(office_units))
         )
     )
-    return Viewer(account.id, account.person_id, account.is_admin, seats, offices)
+    director_units = [s.unit_id for s in seats if s.kind == PositionKind.OFFICE_DIRECTOR]
+    staff = session.scalars(
+        select(Position.id).where(
+            Position.unit_id.in_(director_units), Position.kind == PositionKind.OFFICE_STAFF
+        )
+    )
+    acting = frozenset({s.position_id for s in seats} | set(staff))
+    return Viewer(account.id, account.person_id, account.is_admin, seats, offices, acting)
 
 
 def acting_position(viewer: Viewer, task: HumanTask) -> int | None:
@@ -152,13 +162,7 @@ class InboxFilter:
 
 def _visible_steps(viewer: Viewer, scope: str) -> Select[HumanTask]:
     query = select(HumanTask)
-    conditions = [HumanTask.position_id.in_(viewer.position_ids)]
-    director_units = [s.unit_id for s in viewer.seats if s.kind == PositionKind.OFFICE_DIRECTOR]
-    if director_units:
-        staff = select(Position.id).where(
-            Position.unit_id.in_(director_units), Position.kind == PositionKind.OFFICE_STAFF
-        )
-        conditions.append(HumanTask.position_id.in_(staff))
+    conditions = [HumanTask.position_id.in_(viewer.acting_position_ids)]
     if scope in ("unit", "all") and viewer.head_unit_ids:
         conditions.append(HumanTask.unit_id.in_(viewer.head_unit_ids))
     if scope == "all" and viewer.office_jurisdiction_ids:
@@ -209,11 +213,23 @@ def inbox(
         )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
-        query.order_by(HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.id)
+        query.options(*INBOX_LOADS)
+        .order_by(HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.id)
         .limit(limit)
         .offset(offset)
     )
     return list(rows), total
+
+
+# What an inbox row shows, loaded with the rows rather than one query per row.
+INBOX_LOADS = (
+    joinedload(HumanTask.unit),
+    joinedload(HumanTask.position),
+    joinedload(HumanTask.instance)
+    .joinedload(Instance.plan_task)
+    .joinedload(PlanTask.plan)
+    .joinedload(Plan.jurisdiction),
+)
 
 
 def done_list(session: Session, viewer: Viewer, limit: int = 100) -> list[HumanTask]:
@@ -225,6 +241,7 @@ def done_list(session: Session, viewer: Viewer, limit: int = 100) -> list[HumanT
                 HumanTask.state == TaskState.COMPLETED,
                 HumanTask.unit_id.in_(viewer.unit_ids),
             )
+            .options(*INBOX_LOADS)
             .order_by(HumanTask.completed_at.desc(), HumanTask.id.desc())
             .limit(limit)
         )

@@ -293,9 +293,7 @@ def _resume_parent(session: Session, child: Instance, now: datetime) -> None:
     but the cost."""
     while child.parent_id is not None and child.status == InstanceStatus.COMPLETED:
         # Lock the row only; the parent's state is read just when this was the last sibling.
-        session.execute(
-            select(Instance.id).where(Instance.id == child.parent_id).with_for_update()
-        )
+        session.execute(select(Instance.id).where(Instance.id == child.parent_id).with_for_update())
         running = session.scalar(
             select(Instance.id)
             .where(
