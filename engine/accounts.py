@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,6 +14,7 @@ from .errors import Conflict, FormError
 from .models import Account, ApiToken, Person
 
 MIN_PASSWORD = 8
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
 # Checked against when a login is unknown, so both paths cost one hash check.
 _DUMMY_HASH = generate_password_hash("duban-timing-equaliser")
 
@@ -84,5 +85,8 @@ def account_for_token(session: Session, token: str, now: datetime) -> Account | 
     )
     if row is None or not row.account.active:
         return None
-    row.last_used_at = now
+    # Record use to the minute: a write on every API call would cost more than the call.
+    last = row.last_used_at
+    if last is None or now - last >= TOKEN_USE_RESOLUTION:
+        row.last_used_at = now
     return row.account
