@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import os
 import platform
 import pstats
@@ -69,6 +70,7 @@ from engine.routing import hand_out
 from engine.runtime import Actor, complete_task
 from engine.specs import (
     SCRIPT_ENGINE,
+    SPEC_CACHE,
     Specs,
     dump_state,
     load_state,
@@ -225,11 +227,12 @@ def _properties(task: Task) -> dict[str, str]:
 @dataclass
 class RawInstance:
     specs: Specs
-    blob: bytes = b""
     parent: int | None = None
-    parent_task: UUID | None = None
+    parent_element: str | None = None  # the parent's element that started this branch
+    blob: bytes = b""
     finished: bool = False
-    mirrored: set[UUID] = field(default_factory=set)  # ready manual tasks already handled
+    steps: set[UUID] = field(default_factory=set)  # ready human tasks already handed out
+    children: dict[UUID, int] = field(default_factory=dict)  # detached task -> child
 
 
 @dataclass(frozen=True)
@@ -242,8 +245,9 @@ class RawStep:
 class RawRouting:
     """What duban asks of SpiffWorkflow for one routed item, and nothing else: start instances,
     complete human steps, run detached calls (manual tasks naming a `process`) as child
-    instances and resume the parent when a child ends. Every instance is loaded from and dumped
-    to its blob around each use, as duban does with the database row."""
+    instances, and resume a parent once the last branch its element started has ended (as
+    engine.runtime does). Every instance is loaded from and dumped to its blob around each use,
+    as duban does with the database row."""
 
     def __init__(self, specs: dict[str, Specs], codec: Codec) -> None:
         self.specs, self.codec = specs, codec
@@ -256,15 +260,13 @@ class RawRouting:
         process_id: str,
         data: dict[str, Any],
         parent: int | None = None,
-        parent_task: UUID | None = None,
+        parent_element: str | None = None,
     ) -> int:
         workflow = new_workflow(self.specs[process_id])
         workflow.get_tasks(state=SpiffState.READY)[0].set_data(**data)
         workflow.do_engine_steps()
         key = len(self.instances)
-        self.instances[key] = RawInstance(
-            self.specs[process_id], parent=parent, parent_task=parent_task
-        )
+        self.instances[key] = RawInstance(self.specs[process_id], parent, parent_element)
         self._sync(key, workflow)
         self._save(key, workflow)
         return key
@@ -282,28 +284,33 @@ class RawRouting:
     def _resume_parents(self, key: int) -> None:
         child = self.instances[key]
         while child.finished and child.parent is not None:
-            key, parent_task = child.parent, child.parent_task
-            workflow = self._load(key)
-            workflow.get_task_from_id(parent_task).run()
-            workflow.do_engine_steps()
-            self._sync(key, workflow)
-            self._save(key, workflow)
-            child = self.instances[key]
+            parent = self.instances[child.parent]
+            siblings = (self.instances[c] for c in parent.children.values())
+            if any(not s.finished and s.parent_element == child.parent_element for s in siblings):
+                return
+            workflow = self._load(child.parent)
+            self._sync(child.parent, workflow)
+            self._save(child.parent, workflow)
+            child = parent
 
     def _sync(self, key: int, workflow: BpmnWorkflow) -> None:
-        mirrored = self.instances[key].mirrored
+        """Hand out new human steps, start a child per new detached call, and run the detached
+        calls whose child has ended (then go round again)."""
+        instance = self.instances[key]
         while True:
             ended = []
             for task in workflow.get_tasks(state=SpiffState.READY, manual=True):
-                if task.id in mirrored:
-                    continue
-                mirrored.add(task.id)
                 props = _properties(task)
                 if "process" not in props:
-                    self.steps.append(RawStep(key, task.id, props["form"]))
+                    if task.id not in instance.steps:
+                        instance.steps.add(task.id)
+                        self.steps.append(RawStep(key, task.id, props["form"]))
                     continue
-                inputs = workflow.script_engine.evaluate(task, props["inputs"])
-                if self.instances[self.start(props["process"], inputs, key, task.id)].finished:
+                if task.id not in instance.children:
+                    inputs = workflow.script_engine.evaluate(task, props["inputs"])
+                    child = self.start(props["process"], inputs, key, task.task_spec.bpmn_id)
+                    instance.children[task.id] = child
+                if self.instances[instance.children[task.id]].finished:
                     ended.append(task)
             if not ended:
                 return
@@ -518,6 +525,7 @@ def bench_duban(
 ) -> tuple[Result, int, str | None]:
     """Returns the result, the number of finished items and, if asked, a profile."""
     n, result = args.instances, Result(name)
+    SPEC_CACHE.clear()  # version ids restart in every database
     ids, start_seconds = setup_database(engine, args.processes, 1 + REPETITIONS * n + profile)
     factory = session_factory(engine)
     data = form_data(today)
@@ -758,7 +766,20 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def machine_section(pg_version: str | None) -> list[str]:
+def load_average() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def code_digest(processes: Path) -> str:
+    """Short sha256 of engine/ and the process files, to tell which code a report measured."""
+    digest = hashlib.sha256()
+    files = sorted((ROOT / "engine").rglob("*.py")) + sorted(processes.glob("*.bpmn"))
+    for path in files + sorted(processes.glob("*.dmn")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def machine_section(pg_version: str | None, load_at_start: str) -> list[str]:
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return [
         "## Machine",
@@ -769,6 +790,8 @@ def machine_section(pg_version: str | None) -> list[str]:
         f"- SpiffWorkflow {version('SpiffWorkflow')}, SQLAlchemy {version('SQLAlchemy')}, "
         f"psycopg {version('psycopg')}, SQLite {sqlite3.sqlite_version}",
         f"- PostgreSQL server: {pg_version or 'not measured'}",
+        f"- Load average (1/5/15 min) at start {load_at_start}, at end {load_average()}: "
+        "other work on the machine inflates wall times, and CPU times less",
         f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
     ]
 
@@ -795,12 +818,14 @@ def render(
     args: argparse.Namespace,
     pg_version: str | None,
     profile: str | None,
+    load_at_start: str,
 ) -> str:
     n = args.instances
     lines = [
         f"# Engine benchmark: completing human steps of `{PROCESS_ID}`",
         "",
-        f"Processes: `{args.processes}`. Each routed item: 1 lead + {SUPPORT_UNITS} supporting "
+        f"Processes: `{args.processes}`; code digest (engine/ and process files) "
+        f"`{args.digest}` (taken at start). Each routed item: 1 lead + {SUPPORT_UNITS} supporting "
         f"+ {IMPLEMENT_UNITS} implementing units = {STEPS_PER_ITEM} human steps. "
         f"{REPETITIONS} repetitions of {n} items ({STEPS_PER_ITEM * n} completions each) per "
         "variant, after one warm-up item.",
@@ -812,8 +837,9 @@ def render(
         "- Raw rows: per step, what duban asks of SpiffWorkflow: load the step's instance "
         "(deserialize), `set_data` with the validated form data, `task.run()`, "
         "`do_engine_steps()`, start a child instance for every new detached call, dump "
-        "(serialize); when the instance ends and is a branch, the same for its parent (run the "
-        "waiting task). No database. Starting items is not timed.",
+        "(serialize); when a branch instance ends and it was the last running one its parent "
+        "element started, load the parent, run the ended detached calls and dump it (as "
+        "engine.runtime does). No database. Starting items is not timed.",
         "- duban rows: per step, a short read transaction fetching the item's oldest READY "
         "`HumanTask` (id, position, form) — what a client does before acting — then one "
         "transaction `with sessionmaker.begin(): complete_task(...)`. Both are timed; starting "
@@ -839,7 +865,7 @@ def render(
         lines.append("- PostgreSQL was not measured (skipped or unreachable).")
     if profile:
         lines += ["", "## Profile of one duban item", "", profile]
-    lines += ["", *machine_section(pg_version), ""]
+    lines += ["", *machine_section(pg_version, load_at_start), ""]
     return "\n".join(lines)
 
 
@@ -886,7 +912,8 @@ def bench_raw_rows(args: argparse.Namespace, today: date) -> list[Result]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    today = local_today(utcnow())
+    today, load_at_start = local_today(utcnow()), load_average()
+    args.digest = code_digest(args.processes)
     print(f"raw: {REPETITIONS} x {args.instances} items ...", file=sys.stderr)
     results = bench_raw_rows(args, today)
     pg_version = pg_reachable(args.postgres) if args.postgres else None
@@ -898,7 +925,7 @@ def main(argv: list[str] | None = None) -> None:
         print("duban PostgreSQL ...", file=sys.stderr)
         pg_result, profile = bench_postgres(args, today, want_profile)
         results.append(pg_result)
-    report = render(results, args, pg_version, profile)
+    report = render(results, args, pg_version, profile, load_at_start)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report, encoding="utf-8")
     print(report)
