@@ -115,19 +115,33 @@ def add_comment(
         at=now,
     )
     session.add(comment)
+    _record(session, root, task, "commented", person_id, position_id, None, now)
+    session.flush()
+    return comment
+
+
+def _record(
+    session: Session,
+    root: Instance,
+    task: HumanTask | None,
+    action: str,
+    person_id: int,
+    position_id: int,
+    data: dict[str, object] | None,
+    now: datetime,
+) -> None:
+    """The item's history gets a line for every comment and attachment too."""
     session.add(
         HistoryEntry(
             instance_id=root.id,
             human_task_id=task.id if task else None,
-            action="commented",
+            action=action,
             actor_person_id=person_id,
             actor_position_id=position_id,
-            data=None,
+            data=data,
             at=now,
         )
     )
-    session.flush()
-    return comment
 
 
 def safe_filename(name: str) -> str:
@@ -204,16 +218,15 @@ def add_attachment(
         at=now,
     )
     session.add(attachment)
-    session.add(
-        HistoryEntry(
-            instance_id=root.id,
-            human_task_id=task.id if task else None,
-            action="attached",
-            actor_person_id=person_id,
-            actor_position_id=position_id,
-            data={"filename": name, "size": len(data)},
-            at=now,
-        )
+    _record(
+        session,
+        root,
+        task,
+        "attached",
+        person_id,
+        position_id,
+        {"filename": name, "size": len(data)},
+        now,
     )
     session.flush()
     return attachment
