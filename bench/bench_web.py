@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
@@ -48,10 +48,10 @@ from urllib.parse import quote
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, create_engine, event, func, select, text
-from sqlalchemy.orm import Session, load_only, selectinload, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from duban.cli import DEMO_PASSWORD, demo_accounts, seed
-from engine.access import InboxFilter, Seat, Viewer, inbox, viewer_for
+from engine.access import InboxFilter, Viewer, inbox, viewer_for
 from engine.accounts import create_account, issue_token
 from engine.clock import FixedClock, utcnow
 from engine.db import make_engine, session_factory, upgrade
@@ -76,7 +76,6 @@ from engine.routing import PROCESS_ID, RoutingSettings, business_key, hand_out, 
 from engine.runtime import Actor, complete_task, start_instance
 from engine.specs import SPEC_CACHE
 from web import create_app
-from web import tasks as pages
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -483,6 +482,8 @@ class Loaded:
     seconds: dict[str, float] = field(default_factory=dict)
     table_bytes: dict[str, int] = field(default_factory=dict)
     state_bytes: int = 0
+    revision: str = ""
+    indexes: list[str] = field(default_factory=list)
 
 
 @contextmanager
@@ -524,7 +525,21 @@ def bulk_load(engine: Engine, args: argparse.Namespace, answer: Answer) -> Loade
         conn.exec_driver_sql("VACUUM ANALYZE instance")
         conn.exec_driver_sql("VACUUM ANALYZE human_task")
     loaded.table_bytes = table_bytes(engine, ("instance", "human_task"))
+    loaded.revision, loaded.indexes = schema_facts(engine)
     return loaded
+
+
+def schema_facts(engine: Engine) -> tuple[str, list[str]]:
+    """The migration the schema is at, and the index definitions on `human_task`."""
+    with engine.connect() as conn:
+        revision = str(conn.scalar(text("SELECT version_num FROM alembic_version")))
+        indexes = conn.scalars(
+            text(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                "AND tablename = 'human_task' ORDER BY indexname"
+            )
+        )
+        return revision, [re.sub(r" ON \S+\.", " ON ", d) for d in indexes]
 
 
 def table_bytes(engine: Engine, tables: Sequence[str]) -> dict[str, int]:
@@ -542,8 +557,6 @@ class Who:
     label: str
     login: str
     scope: str
-    spell_out_staff: bool = False  # see spelled_out()
-    page: bool = True  # time GET /inbox too
 
 
 @dataclass(frozen=True)
@@ -563,8 +576,8 @@ class InboxResult:
     who: Who
     total: int
     query: Timing
-    page: Timing | None
-    trace: PageTrace | None
+    page: Timing
+    trace: PageTrace
     explain: list[str]
 
 
@@ -627,33 +640,10 @@ def explain(engine: Engine, statements: list[Traced]) -> list[str]:
     return plans
 
 
-def spelled_out(factory: sessionmaker[Session], viewer: Viewer) -> Viewer:
-    """The same rights with the office staff positions as ids instead of a subquery: what
-    `_visible_steps` would query if it looked them up first. Bench-only (the director's seat is
-    relabelled so that `inbox()` adds no subquery); the steps found are the same."""
-    directing = {s.unit_id for s in viewer.seats if s.kind == PositionKind.OFFICE_DIRECTOR}
-    with factory() as session:
-        staff = session.execute(
-            select(Position.id, Position.unit_id).where(
-                Position.unit_id.in_(directing), Position.kind == PositionKind.OFFICE_STAFF
-            )
-        ).all()
-    seats = [
-        Seat(s.position_id, s.unit_id, PositionKind.OFFICE_STAFF)
-        if s.kind == PositionKind.OFFICE_DIRECTOR
-        else s
-        for s in viewer.seats
-    ]
-    seats += [Seat(pid, uid, PositionKind.OFFICE_STAFF) for pid, uid in staff]
-    return replace(viewer, seats=tuple(seats))
-
-
 def measure_inbox(
     engine: Engine, factory: sessionmaker[Session], app: Flask, who: Who, args: argparse.Namespace
 ) -> InboxResult:
     viewer = viewer_of(factory, who.login)
-    if who.spell_out_staff:
-        viewer = spelled_out(factory, viewer)
     filters = InboxFilter(scope=who.scope)
 
     def query() -> int:
@@ -665,10 +655,8 @@ def measure_inbox(
     query_timing = timed(args.query_runs, query, args.budget)
     with traced_sql(engine) as statements:
         query()
-    result = InboxResult(who, total, query_timing, None, None, explain(engine, statements))
-    if who.page:
-        result.page, result.trace = measure_page(engine, app, who, args)
-    return result
+    page, trace = measure_page(engine, app, who, args)
+    return InboxResult(who, total, query_timing, page, trace, explain(engine, statements))
 
 
 def measure_page(
@@ -688,53 +676,6 @@ def measure_page(
         page()
         seconds = time.perf_counter() - t0
     return timing, PageTrace(statements, seconds)
-
-
-@contextmanager
-def prefetching_inbox() -> Iterator[None]:
-    """Bench-only: the inbox page's `inbox()` followed by one bulk load of everything the
-    template shows, so its lazy loads find the rows in the session — what eager loading in
-    `inbox()` (or the view) would do."""
-    original = pages.inbox
-
-    def patched(
-        session: Session,
-        viewer: Viewer,
-        now: datetime,
-        filters: InboxFilter | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> tuple[list[HumanTask], int]:
-        steps, total = original(session, viewer, now, filters, limit, offset)
-        prefetch(session, steps)
-        return steps, total
-
-    pages.inbox = patched
-    try:
-        yield
-    finally:
-        pages.inbox = original
-
-
-def prefetch(session: Session, steps: list[HumanTask]) -> None:
-    """Load what `tasks/inbox.html` reads of each step in four statements: the instances (not
-    their state), their plan tasks, plans and jurisdictions, the units and the positions."""
-    # Held here: the session's identity map is weak and would let the rows go at once.
-    found: list[Any] = session.info.setdefault("bench_prefetched", [])
-    found += session.scalars(
-        select(Instance)
-        .options(
-            load_only(Instance.id, Instance.business_key, Instance.plan_task_id),
-            selectinload(Instance.plan_task)
-            .selectinload(PlanTask.plan)
-            .joinedload(Plan.jurisdiction),
-        )
-        .where(Instance.id.in_({s.instance_id for s in steps}))
-    ).all()
-    found += session.scalars(select(Unit).where(Unit.id.in_({s.unit_id for s in steps}))).all()
-    found += session.scalars(
-        select(Position).where(Position.id.in_({s.position_id for s in steps}))
-    ).all()
 
 
 @dataclass(frozen=True)
@@ -770,20 +711,11 @@ def unit_share(factory: sessionmaker[Session], unit_name: str) -> UnitShare:
     )
 
 
-# Tried after the baseline, in the bench schema only: what the inbox query filters and sorts on.
-CANDIDATE_INDEX = (
-    "CREATE INDEX ix_human_task_open_position ON human_task (position_id, due_at, id) "
-    "WHERE state = 'ready'"
-)
-
-
 @dataclass
 class PartA:
     loaded: Loaded
     share: UnitShare
-    baseline: list[InboxResult]
-    indexed: list[InboxResult]
-    prefetched: list[InboxResult]
+    results: list[InboxResult]
     ready_total: int
     load_before: str
 
@@ -809,12 +741,6 @@ def measure_all(
     return results
 
 
-def add_candidate_index(engine: Engine) -> None:
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql(CANDIDATE_INDEX)
-        conn.exec_driver_sql("ANALYZE human_task")
-
-
 def part_a(args: argparse.Namespace, answer: Answer) -> PartA:
     load_before = loadavg()
     with pg_schema(args.postgres, "") as schema:
@@ -828,23 +754,10 @@ def part_a(args: argparse.Namespace, answer: Answer) -> PartA:
                     select(func.count()).where(HumanTask.state == TaskState.READY)
                 )
             share = unit_share(factory, LIAISON_UNIT)
-            baseline = measure_all(engine, factory, whos, args)
-            print("  adding the candidate index ...", file=sys.stderr)
-            add_candidate_index(engine)
-            director = whos[1]
-            spelled = replace(
-                director,
-                label="office director, staff positions as ids",
-                spell_out_staff=True,
-                page=False,
-            )
-            indexed = measure_all(engine, factory, [*whos, spelled], args)
-            print("  prefetching what the page shows ...", file=sys.stderr)
-            with prefetching_inbox():
-                prefetched = measure_all(engine, factory, whos[:2], args)
+            results = measure_all(engine, factory, whos, args)
         finally:
             engine.dispose()
-    return PartA(loaded, share, baseline, indexed, prefetched, int(ready_total or 0), load_before)
+    return PartA(loaded, share, results, int(ready_total or 0), load_before)
 
 
 def web_app(factory: sessionmaker[Session], workdir: Path) -> Flask:
@@ -1424,11 +1337,9 @@ def verdict(ok: bool) -> str:
 
 
 def inbox_row(r: InboxResult) -> str:
-    query = f"| {r.who.label} | {r.total:,} | {ms(r.query.p50)} | {ms(r.query.p95)} "
-    if r.page is None:
-        return query + f"| – | – | {len(r.query.samples)} / – | – |"
     return (
-        query + f"| {ms(r.page.p50)} | {ms(r.page.p95)} | {len(r.query.samples)} / "
+        f"| {r.who.label} | {r.total:,} | {ms(r.query.p50)} | {ms(r.query.p95)} "
+        f"| {ms(r.page.p50)} | {ms(r.page.p95)} | {len(r.query.samples)} / "
         f"{len(r.page.samples)} | {verdict(r.page.p95 < 0.05)} |"
     )
 
@@ -1448,42 +1359,15 @@ def page_notes(results: list[InboxResult]) -> list[str]:
         f"{ms(r.trace.db_seconds)} ms in {len(r.trace.statements)} SQL statements "
         f"({by_table(r.trace.statements)})"
         for r in results
-        if r.trace is not None
     ]
 
 
-def compare(before: InboxResult, after: InboxResult, what: str) -> str:
-    line = f"- {before.who.label}: `inbox()` p50 {ms(before.query.p50)} → {ms(after.query.p50)} ms"
-    if before.page is not None and after.page is not None:
-        line += f", page p95 {ms(before.page.p95)} → {ms(after.page.p95)} ms"
-    return f"{line} ({what})"
-
-
-def findings(a: PartA) -> list[str]:
-    baseline = {r.who.label: r for r in a.baseline}
-    indexed = {r.who.label: r for r in a.indexed}
-    director = a.indexed[1]
-    lines = [
-        compare(baseline[label], r, "candidate index")
-        for label, r in indexed.items()
-        if label in baseline
-    ]
-    lines += [
-        compare(director, r, "candidate index, staff positions as ids")
-        for r in a.indexed
-        if r.who.spell_out_staff
-    ]
-    lines += [compare(indexed[r.who.label], r, "candidate index + prefetch") for r in a.prefetched]
-    return lines
-
-
-def explain_blocks(results: list[InboxResult], when: str) -> list[str]:
+def explain_blocks(results: list[InboxResult]) -> list[str]:
     lines = []
     for r in results:
         lines += [
             "<details>",
-            f"<summary>EXPLAIN (ANALYZE, BUFFERS) of the inbox queries — {r.who.label}, "
-            f"{when}</summary>",
+            f"<summary>EXPLAIN (ANALYZE, BUFFERS) of the inbox queries — {r.who.label}</summary>",
             "",
             *[f"```\n{plan}\n```\n" for plan in r.explain],
             "</details>",
@@ -1520,40 +1404,13 @@ def render_a(a: PartA, args: argparse.Namespace) -> list[str]:
         f"steps: {s.median_rows:,.0f} steps, {s.median_ready:,.0f} READY; most READY in one "
         f"unit: {s.max_ready:,}).",
         "",
-        "### As migrated (the schema's own indexes)",
+        f"Schema at migration `{loaded.revision}`; indexes on `human_task`:",
         "",
-        *inbox_table(a.baseline),
+        *[f"- `{definition}`" for definition in loaded.indexes],
         "",
-        *page_notes(a.baseline),
+        *inbox_table(a.results),
         "",
-        "### With a candidate index (created in the bench schema only)",
-        "",
-        f"`{CANDIDATE_INDEX}`, then ANALYZE.",
-        "",
-        *inbox_table(a.indexed),
-        "",
-        *page_notes(a.indexed),
-        "",
-        "The row “staff positions as ids” is the director's query with the office staff "
-        "position looked up first and passed as an id (the director's seat relabelled in a "
-        "copy of the `Viewer`, bench-only): the same steps, but without the "
-        "`OR position_id IN (SELECT …)` that keeps the planner off the index. Query only.",
-        "",
-        "### With the candidate index and the page's rows prefetched",
-        "",
-        "Bench-only: `web.tasks.inbox` patched to follow `inbox()` with one bulk load of what "
-        "`tasks/inbox.html` reads — the steps' instances (`load_only` id, business key, plan "
-        "task: not the state blob) with their plan task, plan and jurisdiction, and the units "
-        "and positions — so the template's lazy loads find them in the session. This is what "
-        "eager loading in `inbox()` or the view would do.",
-        "",
-        *inbox_table(a.prefetched),
-        "",
-        *page_notes(a.prefetched),
-        "",
-        "### In short",
-        "",
-        *findings(a),
+        *page_notes(a.results),
         "",
         "### How it is measured",
         "",
@@ -1566,8 +1423,7 @@ def render_a(a: PartA, args: argparse.Namespace) -> list[str]:
         f"- A series stops early (at 20 runs or more) once it has taken {args.budget:g} s.",
         "- The page notes come from one more request with every statement timed in the driver.",
         "",
-        *explain_blocks(a.baseline, "as migrated"),
-        *explain_blocks(a.indexed, "with the candidate index"),
+        *explain_blocks(a.results),
     ]
 
 

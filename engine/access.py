@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, and_, false, or_, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, defer, joinedload
 
 from .models import (
     Account,
@@ -214,7 +214,8 @@ def inbox(
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
         query.options(*INBOX_LOADS)
-        .order_by(HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.id)
+        # Same order as "undated last", written so the partial indexes can deliver it.
+        .order_by(HumanTask.due_at.asc().nulls_last(), HumanTask.id)
         .limit(limit)
         .offset(offset)
     )
@@ -225,10 +226,10 @@ def inbox(
 INBOX_LOADS = (
     joinedload(HumanTask.unit),
     joinedload(HumanTask.position),
-    joinedload(HumanTask.instance)
-    .joinedload(Instance.plan_task)
-    .joinedload(PlanTask.plan)
-    .joinedload(Plan.jurisdiction),
+    joinedload(HumanTask.instance).options(
+        defer(Instance.state),  # kilobytes a row the list never shows
+        joinedload(Instance.plan_task).joinedload(PlanTask.plan).joinedload(Plan.jurisdiction),
+    ),
 )
 
 
