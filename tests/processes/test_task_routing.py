@@ -144,7 +144,8 @@ def _open_branch(seeded, clock, number=31):
     return iid
 
 
-def test_an_approved_extension_moves_the_branch_due_date(seeded, clock):
+def _ask_for_extension(seeded, clock, reason):
+    """A township asks to report by 2027-01-10; returns the item and the asking step."""
     iid = _open_branch(seeded, clock)
     report = _steps(seeded, iid, "report_progress")[0]
     act(
@@ -153,34 +154,33 @@ def test_an_approved_extension_moves_the_branch_due_date(seeded, clock):
         clock,
         action="request_extension",
         requested_due="2027-01-10",
-        reason="汛期道路中断",
+        reason=reason,
         content="",
     )
+    return iid, report
+
+
+def _report_dates(seeded, iid, unit_id):
+    return [
+        str(t.due_at)[:10] for t in _steps(seeded, iid, "report_progress") if t.unit_id == unit_id
+    ]
+
+
+def test_an_approved_extension_moves_the_branch_due_date(seeded, clock):
+    iid, report = _ask_for_extension(seeded, clock, "汛期道路中断")
     (decision,) = _steps(seeded, iid, "report_extension")
     assert decision.unit.name == "县卫生健康局" and decision.position.kind == "office_staff"
     act(seeded, decision, clock, approved=True, new_due="2027-01-05")
-    renewed = [t for t in _steps(seeded, iid, "report_progress") if t.unit_id == report.unit_id]
-    assert [str(t.due_at)[:10] for t in renewed] == ["2027-01-05"]
+    assert _report_dates(seeded, iid, report.unit_id) == ["2027-01-05"]
     # Other townships keep their date.
     others = [t for t in _steps(seeded, iid, "report_progress") if t.unit_id != report.unit_id]
     assert {str(t.due_at)[:10] for t in others} == {"2026-12-15"}
 
 
 def test_a_refused_extension_keeps_the_due_date(seeded, clock):
-    iid = _open_branch(seeded, clock)
-    report = _steps(seeded, iid, "report_progress")[0]
-    act(
-        seeded,
-        report,
-        clock,
-        action="request_extension",
-        requested_due="2027-01-10",
-        reason="人手不足",
-        content="",
-    )
+    iid, report = _ask_for_extension(seeded, clock, "人手不足")
     act(seeded, _steps(seeded, iid, "report_extension")[0], clock, approved=False, new_due="")
-    renewed = [t for t in _steps(seeded, iid, "report_progress") if t.unit_id == report.unit_id]
-    assert [str(t.due_at)[:10] for t in renewed] == ["2026-12-15"]
+    assert _report_dates(seeded, iid, report.unit_id) == ["2026-12-15"]
 
 
 def test_a_supporting_unit_can_ask_for_an_extension_too(seeded, clock):
