@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.clock import FixedClock, local_today
-from engine.models import HumanTask, Instance, TaskState
+from engine.models import HistoryEntry, HumanTask, Instance, TaskState
 from engine.runtime import Actor, complete_task
 
 
@@ -64,3 +64,9 @@ def drive(
         for step in steps:
             act(sessions, step, clock)
             done += 1
+
+
+def completed_count(session: Session) -> int:
+    """How many step completions the history records (a step done twice would show)."""
+    query = select(func.count()).select_from(HistoryEntry).where(HistoryEntry.action == "completed")
+    return session.scalar(query) or 0

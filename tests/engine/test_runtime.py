@@ -3,14 +3,13 @@ import threading
 import zlib
 
 import pytest
-from sqlalchemy import func, select
 
 from engine.errors import Conflict, FormError, NotFound, PermissionDenied
-from engine.models import HistoryEntry, HumanTask, Instance, TaskState
+from engine.models import HumanTask, Instance, TaskState
 from engine.routing import hand_out
 from engine.runtime import Actor, claim_task, complete_task, history
 from engine.specs import SERIALIZER_VERSION
-from tests.helpers import act, answer, open_steps
+from tests.helpers import act, answer, completed_count, open_steps
 
 
 @pytest.fixture
@@ -51,14 +50,7 @@ def test_completing_a_step_twice_is_a_conflict_and_changes_nothing(seeded, item,
         act(seeded, step, clock)
     with seeded() as s:
         assert s.get(Instance, item.id).revision == revision
-        assert (
-            s.scalar(
-                select(func.count())
-                .select_from(HistoryEntry)
-                .where(HistoryEntry.action == "completed")
-            )
-            == 1
-        )
+        assert completed_count(s) == 1
 
 
 def test_another_units_position_cannot_act(seeded, item, clock):
@@ -186,11 +178,4 @@ def test_racing_to_complete_the_same_step_lets_exactly_one_win(seeded, item, clo
         t.join()
     assert sorted(outcomes) == ["conflict"] * 4 + ["ok"]
     with seeded() as s:
-        assert (
-            s.scalar(
-                select(func.count())
-                .select_from(HistoryEntry)
-                .where(HistoryEntry.action == "completed")
-            )
-            == 1
-        )
+        assert completed_count(s) == 1

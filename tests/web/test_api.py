@@ -14,7 +14,7 @@ from werkzeug.test import TestResponse
 from engine.clock import FixedClock
 from engine.models import ApiToken, Attachment, HistoryEntry, HumanTask, Instance, TaskState
 from engine.routing import hand_out
-from tests.helpers import act, open_steps
+from tests.helpers import act, completed_count, open_steps
 from tests.web.conftest import Someone
 
 API = "/api/v1"
@@ -193,8 +193,7 @@ def test_completing_twice_is_a_409_and_changes_nothing(client, make_person, seed
     assert again.status_code == 409 and "already completed" in again.get_json()["error"]
     with seeded() as s:
         assert s.get(Instance, step.instance_id).revision == revision
-        completed = select(func.count()).where(HistoryEntry.action == "completed")
-        assert s.scalar(completed.select_from(HistoryEntry)) == 1
+        assert completed_count(s) == 1
 
 
 def _at_set_plan(seeded, clock, item: int) -> HumanTask:

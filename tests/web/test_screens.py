@@ -9,9 +9,9 @@ import io
 import pytest
 from sqlalchemy import func, select
 
-from engine.models import Attachment, HistoryEntry, HumanTask, TaskState
+from engine.models import Attachment, HumanTask, TaskState
 from engine.routing import hand_out
-from tests.helpers import act, open_steps
+from tests.helpers import act, completed_count, open_steps
 from tests.web.conftest import PASSWORD, sign_in
 
 
@@ -217,14 +217,7 @@ def test_submitting_twice_is_a_conflict_recorded_once(client, make_person, seede
         again.headers.get("Location", "/inbox")
     ).get_data(as_text=True)
     with seeded() as s:
-        assert (
-            s.scalar(
-                select(func.count())
-                .select_from(HistoryEntry)
-                .where(HistoryEntry.action == "completed")
-            )
-            == 1
-        )
+        assert completed_count(s) == 1
 
 
 def test_control_characters_are_refused_not_stored(client, make_person, seeded, item):
