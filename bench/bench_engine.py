@@ -19,7 +19,6 @@ import argparse
 import cProfile
 import hashlib
 import os
-import platform
 import pstats
 import sqlite3
 import statistics
@@ -31,12 +30,13 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from machine import load_average, machine_lines  # bench/machine.py (run as a script)
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
@@ -756,20 +756,6 @@ def bench_postgres(
 # --- report ------------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> str:
-    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def code_digest(processes: Path) -> str:
     """Short sha256 of engine/ and the process files, to tell which code a report measured."""
     digest = hashlib.sha256()
@@ -780,20 +766,15 @@ def code_digest(processes: Path) -> str:
 
 
 def machine_section(pg_version: str | None, load_at_start: str) -> list[str]:
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return [
-        "## Machine",
-        "",
-        f"- CPU: {cpu_model()}, {os.cpu_count()} cores ({affinity} usable by this process)",
-        f"- Python {platform.python_version()} ({platform.python_implementation()}), "
-        f"{platform.system()} {platform.release()}",
-        f"- SpiffWorkflow {version('SpiffWorkflow')}, SQLAlchemy {version('SQLAlchemy')}, "
+    return machine_lines(
+        f"SpiffWorkflow {version('SpiffWorkflow')}, SQLAlchemy {version('SQLAlchemy')}, "
         f"psycopg {version('psycopg')}, SQLite {sqlite3.sqlite_version}",
-        f"- PostgreSQL server: {pg_version or 'not measured'}",
-        f"- Load average (1/5/15 min) at start {load_at_start}, at end {load_average()}: "
-        "other work on the machine inflates wall times, and CPU times less",
-        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-    ]
+        [
+            f"- PostgreSQL server: {pg_version or 'not measured'}",
+            f"- Load average (1/5/15 min) at start {load_at_start}, at end {load_average()}: "
+            "other work on the machine inflates wall times, and CPU times less",
+        ],
+    )
 
 
 def table(results: list[Result]) -> list[str]:

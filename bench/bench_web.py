@@ -24,7 +24,6 @@ import cProfile
 import http.client
 import json
 import os
-import platform
 import pstats
 import random
 import re
@@ -39,7 +38,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from urllib.parse import quote
 
 from flask import Flask
 from flask.testing import FlaskClient
+from machine import machine_lines  # bench/machine.py (run as a script)
 from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -1301,35 +1301,13 @@ def part_b(args: argparse.Namespace, answer: Answer) -> PartB:
 # --- report ------------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def memory_gib() -> float:
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 2**20
-    return 0.0
-
-
 def machine_section(server_version: str) -> list[str]:
-    return [
-        "## Machine",
-        "",
-        f"- CPU: {cpu_model()}, {os.cpu_count()} cores, {memory_gib():.0f} GiB RAM",
-        f"- Python {platform.python_version()} ({platform.python_implementation()}), "
-        f"{platform.system()} {platform.release()}",
-        f"- Flask {version('flask')}, SQLAlchemy {version('SQLAlchemy')}, psycopg "
+    return machine_lines(
+        f"Flask {version('flask')}, SQLAlchemy {version('SQLAlchemy')}, psycopg "
         f"{version('psycopg')}, SpiffWorkflow {version('SpiffWorkflow')}, gunicorn "
         f"{version('gunicorn')}",
-        f"- PostgreSQL server {server_version}",
-        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-    ]
+        [f"- PostgreSQL server {server_version}"],
+    )
 
 
 def verdict(ok: bool) -> str:
