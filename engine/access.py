@@ -8,12 +8,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import Select, and_, false, or_, select
 from sqlalchemy.orm import Session, defer, joinedload
 
 from .models import (
-    Account,
     Holding,
     HumanTask,
     Instance,
@@ -79,27 +79,44 @@ class Viewer:
         return bool(self.office_jurisdiction_ids)
 
 
-def viewer_for(session: Session, account: Account) -> Viewer:
+class AccountLike(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def person_id(self) -> int: ...
+    @property
+    def is_admin(self) -> bool: ...
+
+
+def viewer_for(session: Session, account: AccountLike) -> Viewer:
+    """One query for the seats; two more only for a holder of an office seat."""
     rows = session.execute(
         select(Position.id, Position.unit_id, Position.kind)
         .join(Holding, Holding.position_id == Position.id)
         .where(Holding.person_id == account.person_id, Holding.ended_at.is_(None))
     ).all()
     seats = tuple(Seat(pid, uid, kind) for pid, uid, kind in rows)
+    acting = {s.position_id for s in seats}
+    offices: frozenset[int] = frozenset()
     office_units = {s.unit_id for s in seats if s.kind in OFFICE_KINDS}
-    offices = frozenset(
-        session.scalars(
-            select(Jurisdiction.id).where(Jurisdiction.office_unit_id.in_(office_units))
+    if office_units:
+        offices = frozenset(
+            session.scalars(
+                select(Jurisdiction.id).where(Jurisdiction.office_unit_id.in_(office_units))
+            )
         )
-    )
     director_units = [s.unit_id for s in seats if s.kind == PositionKind.OFFICE_DIRECTOR]
-    staff = session.scalars(
-        select(Position.id).where(
-            Position.unit_id.in_(director_units), Position.kind == PositionKind.OFFICE_STAFF
+    if director_units:
+        acting |= set(
+            session.scalars(
+                select(Position.id).where(
+                    Position.unit_id.in_(director_units),
+                    Position.kind == PositionKind.OFFICE_STAFF,
+                )
+            )
         )
-    )
-    acting = frozenset({s.position_id for s in seats} | set(staff))
-    return Viewer(account.id, account.person_id, account.is_admin, seats, offices, acting)
+    acting_ids = frozenset(acting)
+    return Viewer(account.id, account.person_id, account.is_admin, seats, offices, acting_ids)
 
 
 def acting_position(viewer: Viewer, task: HumanTask) -> int | None:

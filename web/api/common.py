@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, current_app, g, request
-from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import (
     BadRequest,
     Forbidden,
@@ -20,7 +19,7 @@ from werkzeug.exceptions import (
 from werkzeug.wrappers import Response
 
 from engine.access import Viewer, can_see_item, can_see_task, viewer_for
-from engine.accounts import account_for_token
+from engine.accounts import record_token_use, token_holder
 from engine.clock import utcnow
 from engine.models import HumanTask, Instance
 from web import get_session
@@ -65,20 +64,19 @@ def _token() -> str:
 
 
 def _authenticate(token: str) -> Caller | None:
-    """Look the token up in a short transaction of its own, which records its use: the request's
-    session then holds exactly the operation's work (one transaction, committed or not)."""
-    sessions: sessionmaker[Session] = current_app.extensions["duban.sessions"]
-    with sessions() as session, session.begin():
-        account = account_for_token(session, token, utcnow())
-        if account is None:
-            return None
-        return Caller(
-            account.id,
-            account.person_id,
-            account.person.name,
-            account.locale,
-            viewer_for(session, account),
-        )
+    """Token, account and rights are read in the request's own session; when the token's use
+    must be recorded (once a minute) that write is committed at once, so the transaction that
+    follows holds exactly the operation's work."""
+    session, now = get_session(), utcnow()
+    holder = token_holder(session, token)
+    if holder is None:
+        return None
+    if holder.use_is_stale(now):
+        record_token_use(session, holder.token_id, now)
+        session.commit()
+    return Caller(
+        holder.id, holder.person_id, holder.name, holder.locale, viewer_for(session, holder)
+    )
 
 
 @bp.before_request
