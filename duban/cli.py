@@ -158,8 +158,9 @@ def seed(session: Session) -> None:
 
 
 def demo_accounts(session: Session) -> list[str]:
-    """Sign-ins for trying duban out: an administrator, the office director of each office, and
-    a demo liaison in every vacant liaison seat. Never for production data."""
+    """Sign-ins for trying duban out: an administrator, the office director of each office, a
+    demo liaison in every vacant liaison seat, the reviewers, and an applicant for medical
+    assistance. Never for production data."""
     made = []
     shared_hash = generate_password_hash(DEMO_PASSWORD)  # one slow hash, not one per account
     admin = session.scalar(select(Account).where(Account.login == "admin"))
@@ -170,9 +171,18 @@ def demo_accounts(session: Session) -> list[str]:
             session, person, "admin", DEMO_PASSWORD, is_admin=True, password_hash=shared_hash
         )
         made.append(f"admin / {DEMO_PASSWORD}  (administrator)")
+    if session.scalar(select(Account).where(Account.login == "applicant")) is None:
+        person = Person(name="演示申请人")
+        session.add(person)
+        create_account(session, person, "applicant", DEMO_PASSWORD, password_hash=shared_hash)
+        made.append(f"applicant / {DEMO_PASSWORD}  (applies for medical assistance at /apply)")
     seats = session.scalars(
         select(Position)
-        .where(Position.kind.in_([PositionKind.LIAISON, PositionKind.OFFICE_DIRECTOR]))
+        .where(
+            Position.kind.in_(
+                [PositionKind.LIAISON, PositionKind.OFFICE_DIRECTOR, PositionKind.REVIEWER]
+            )
+        )
         .order_by(Position.id)
     )
     for seat in seats:

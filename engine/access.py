@@ -121,6 +121,8 @@ def viewer_for(session: Session, account: AccountLike) -> Viewer:
 
 def acting_position(viewer: Viewer, task: HumanTask) -> int | None:
     """The viewer's position that may complete `task`, if any (see runtime.may_act)."""
+    if task.position is None:  # an applicant's own step (engine.assistance)
+        return None
     for seat in viewer.seats:
         if seat.unit_id != task.unit_id:
             continue
@@ -161,6 +163,9 @@ def can_see_item(session: Session, viewer: Viewer, root: Instance) -> bool:
 
 
 def can_see_task(session: Session, viewer: Viewer, task: HumanTask) -> bool:
+    """A unit's step; an applicant's own step is shown only in the applicant's portal."""
+    if task.account_id is not None:
+        return False
     if acting_position(viewer, task) is not None or task.unit_id in viewer.head_unit_ids:
         return True
     root = session.get(Instance, task.instance.root_id)

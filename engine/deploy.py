@@ -16,6 +16,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from .dmn_check import table_problems
 from .errors import DeployError
 from .forms import FORMS
 from .models import PositionKind, ProcessVersion
@@ -30,7 +31,9 @@ DMN_NAMESPACES = (
 )
 SPIFF = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 USER_TASK_PROPERTIES = ("unit", "position", "form")
-EXPRESSION_PROPERTIES = ("unit", "position", "due")
+EXPRESSION_PROPERTIES = ("unit", "position", "due", "applicant")
+# What personal data a step's holders may unmask (see engine.assistance).
+REVEALS = {"identity", "medical"}
 DMN_OPERATORS = ("<", ">", "==", "!=", "in ", "not in ")
 
 # No DTDs, no entities, no network: a process file is data, never a way to read the server.
@@ -151,9 +154,19 @@ def _check_bpmn(src: _Source) -> list[str]:
         src.calls.append((src.where(task), props["process"]))
     for task in src.tree.iterfind(".//bpmn:userTask", ns):
         props = _properties(task)
-        missing = [name for name in USER_TASK_PROPERTIES if name not in props]
+        # A unit's step names unit and position; an applicant's own step names `applicant`.
+        needed = ("applicant", "form") if "applicant" in props else USER_TASK_PROPERTIES
+        missing = [name for name in needed if name not in props]
         if missing:
             problems.append(f"{src.where(task)}: user task lacks properties {', '.join(missing)}")
+        if "applicant" in props and ("unit" in props or "position" in props):
+            problems.append(f"{src.where(task)}: an applicant's step names no unit or position")
+        unknown_reveals = set(filter(None, props.get("reveals", "").split(","))) - REVEALS
+        if unknown_reveals:
+            problems.append(
+                f"{src.where(task)}: property 'reveals' may name only "
+                f"{', '.join(sorted(REVEALS))}, not {', '.join(sorted(unknown_reveals))}"
+            )
         for name in EXPRESSION_PROPERTIES:
             if name in props:
                 problems += _check_python(src, task, props[name], f"property '{name}'")
@@ -174,32 +187,29 @@ def _check_dmn(src: _Source, ns_uri: str) -> list[str]:
     problems: list[str] = []
     ns = {"dmn": ns_uri}
     for table in src.tree.iterfind(".//dmn:decisionTable", ns):
-        rules = table.findall("dmn:rule", ns)
-        catch_all = False
-        for rule in rules:
+        readable = True
+        for rule in table.findall("dmn:rule", ns):
             entries = [
                 (e.findtext("dmn:text", "", ns) or "").strip()
                 for e in rule.findall("dmn:inputEntry", ns)
             ]
-            if all(e in ("", "-") for e in entries):
-                catch_all = True
             for text in entries:
                 if text in ("", "-"):
                     continue
                 expr = text.replace("?", "_x")
                 if expr.startswith(DMN_OPERATORS):
                     expr = "_x " + expr
-                problems += _check_python(src, rule, expr, "input entry")
+                found = _check_python(src, rule, expr, "input entry")
+                readable = readable and not found
+                problems += found
             for out in rule.findall("dmn:outputEntry", ns):
                 problems += _check_python(
                     src, rule, out.findtext("dmn:text", "", ns) or "None", "output entry"
                 )
-        if not catch_all:
-            # SpiffWorkflow sets no output when no rule matches: every input must land somewhere.
-            problems.append(
-                f"{src.where(table)}: decision table has no catch-all rule, so some inputs "
-                "match no rule (a gap); add a last rule with every input '-'"
-            )
+        if readable:
+            # SpiffWorkflow sets no output when no rule matches and lets the first of two
+            # matching rules win even under UNIQUE: gaps and overlaps must be caught here.
+            problems += table_problems(table, ns, src.where(table))
     return problems
 
 

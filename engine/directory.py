@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from .errors import ImportErrors, NotFound
 from .models import (
+    AssistanceSetting,
     Holding,
     Jurisdiction,
     Level,
@@ -91,7 +92,54 @@ def _validate_directory(doc: dict[str, Any], known_codes: set[str]) -> list[str]
             problems.append(
                 f"offices[{i}]: unknown unit '{o.get('unit')}' in '{o.get('jurisdiction')}'"
             )
+    for i, a in enumerate(doc.get("assistance", []), 1):
+        where = f"assistance[{i}] ({a.get('jurisdiction', '?')})"
+        if a.get("jurisdiction") not in all_codes:
+            problems.append(f"{where}: unknown jurisdiction '{a.get('jurisdiction')}'")
+        for role in ASSISTANCE_ROLES:
+            if (a.get("jurisdiction", ""), a.get(role, "")) not in names:
+                problems.append(f"{where}: '{role}' names unknown unit '{a.get(role, '')}'")
+        if not isinstance(a.get("hardship_relief", False), bool):
+            problems.append(f"{where}: 'hardship_relief' must be true or false")
     return problems
+
+
+# Who handles special-family medical assistance, by the directory's keys (engine.assistance).
+ASSISTANCE_ROLES = (
+    "health",
+    "civil_affairs",
+    "rural_revitalisation",
+    "medical_insurance",
+    "reviewer",
+)
+
+
+def _load_assistance(session: Session, doc: dict[str, Any], by_code: dict[str, Any]) -> int:
+    """Settings per jurisdiction; a jurisdiction that already has them keeps its own."""
+    created = 0
+    for a in doc.get("assistance", []):
+        jur = by_code[a["jurisdiction"]]
+        if session.scalar(
+            select(AssistanceSetting.id).where(AssistanceSetting.jurisdiction_id == jur.id)
+        ):
+            continue
+        unit = {role: find_unit(session, a[role], jur.code) for role in ASSISTANCE_ROLES}
+        for role in ASSISTANCE_ROLES:
+            ensure_position(session, unit[role], PositionKind.LIAISON)
+        ensure_position(session, unit["reviewer"], PositionKind.REVIEWER)
+        session.add(
+            AssistanceSetting(
+                jurisdiction_id=jur.id,
+                health_unit_id=unit["health"].id,
+                civil_affairs_unit_id=unit["civil_affairs"].id,
+                rural_unit_id=unit["rural_revitalisation"].id,
+                insurance_unit_id=unit["medical_insurance"].id,
+                reviewer_unit_id=unit["reviewer"].id,
+                hardship_relief=bool(a.get("hardship_relief", False)),
+            )
+        )
+        created += 1
+    return created
 
 
 def load_directory(session: Session, path: Path, now: datetime) -> dict[str, int]:
@@ -160,6 +208,8 @@ def load_directory(session: Session, path: Path, now: datetime) -> dict[str, int
             session.add(person)
             counts["people"] += 1
         session.add(Holding(position=position, person=person, started_at=now))
+    session.flush()
+    counts["assistance settings"] = _load_assistance(session, doc, by_code)
     session.flush()
     return counts
 

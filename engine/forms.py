@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .errors import FormError
@@ -20,7 +21,7 @@ CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 @dataclass(frozen=True)
 class Field:
     name: str
-    kind: str  # text | date | bool | choice
+    kind: str  # text | date | bool | choice | money
     required: bool = False
     # Required only when another field has this value, e.g. ("action", "request_extension").
     required_when: tuple[str, Any] | None = None
@@ -75,7 +76,27 @@ def _coerce(f: Field, raw: Any, today: date) -> Any:
         if f.not_before_today and day < today:
             raise ValueError(f"must not be before today ({today.isoformat()})")
         return day.isoformat()
+    if f.kind == "money":
+        return _money(raw)
     raise AssertionError(f"unknown field kind {f.kind}")
+
+
+MAX_MONEY = Decimal("999999999.99")
+
+
+def _money(raw: Any) -> float:
+    """Yuan with at most two decimals, as a float: workflow data must stay JSON."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueError("must be an amount in yuan, such as 1234.50")
+    try:
+        value = Decimal(str(raw).strip().replace(",", ""))
+    except InvalidOperation:
+        raise ValueError("must be an amount in yuan, such as 1234.50") from None
+    if not value.is_finite() or value < 0 or value > MAX_MONEY:
+        raise ValueError("must be between 0 and 999,999,999.99")
+    if value != value.quantize(Decimal("0.01")):
+        raise ValueError("must have at most two decimals")
+    return float(value)
 
 
 def _is_empty(value: Any) -> bool:
@@ -133,6 +154,25 @@ def _extension_fields(action_choices: tuple[str, ...], default: str) -> tuple[Fi
     )
 
 
+def _reason_unless(*needless: str) -> Check:
+    """The decision needs a reason, except the ones named (a plain yes)."""
+
+    def check(data: dict[str, Any]) -> dict[str, str]:
+        if data["decision"] not in needless and not data["reason"]:
+            return {"reason": f"is required when the decision is '{data['decision']}'"}
+        return {}
+
+    return check
+
+
+def _decision(*choices: str) -> tuple[Field, ...]:
+    return (
+        Field("decision", "choice", required=True, choices=choices),
+        _text("reason", max_length=2000),
+        _text("note", max_length=2000),
+    )
+
+
 FORMS: dict[str, Form] = {
     form.name: form
     for form in (
@@ -172,6 +212,32 @@ FORMS: dict[str, Form] = {
                 _text("reason", required_when=("decision", "send_back"), max_length=2000),
             ),
         ),
+        # Special-family medical assistance (processes/medical_assistance.bpmn). "documents"
+        # asks the applicant for more papers; the reason is what the applicant reads.
+        Form(
+            "assist_confirm_family",
+            _decision("confirm", "documents", "reject"),
+            _reason_unless("confirm"),
+        ),
+        Form(
+            "assist_confirm_household",
+            _decision("confirm", "not_confirmed", "covered", "documents", "reject"),
+            _reason_unless("confirm"),
+        ),
+        Form(
+            "assist_verify",
+            (
+                *_decision("verified", "documents", "reject"),
+                Field("verified_basic", "money", required_when=("decision", "verified")),
+                Field("verified_critical", "money", required_when=("decision", "verified")),
+                _text("settlement_no", max_length=64),
+            ),
+            _reason_unless("verified"),
+        ),
+        Form(
+            "assist_decide", _decision("approve", "documents", "reject"), _reason_unless("approve")
+        ),
+        Form("assist_supply", (_text("note", required=True, max_length=2000),)),
         Form(
             "decide_extension",
             (

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Date,
     DateTime,
     Enum,
@@ -17,6 +19,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Text,
     TypeDecorator,
@@ -339,8 +342,11 @@ class HumanTask(Base):
     element_id: Mapped[str] = mapped_column(String(100))
     name: Mapped[str] = mapped_column(String(200))
     form: Mapped[str] = mapped_column(String(50))
-    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"))
-    position_id: Mapped[int] = mapped_column(ForeignKey("position.id"))
+    # A unit's step names the unit and the position; an applicant's own step (answering a
+    # request for documents) names the applicant's account instead.
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("unit.id"))
+    position_id: Mapped[int | None] = mapped_column(ForeignKey("position.id"))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
     state: Mapped[TaskState] = mapped_column(_enum(TaskState))
     due_at: Mapped[datetime | None] = mapped_column(Timestamp())
     created_at: Mapped[datetime] = mapped_column(Timestamp())
@@ -351,8 +357,8 @@ class HumanTask(Base):
     form_data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     instance: Mapped[Instance] = relationship()
-    unit: Mapped[Unit] = relationship()
-    position: Mapped[Position] = relationship()
+    unit: Mapped[Unit | None] = relationship()
+    position: Mapped[Position | None] = relationship()
 
 
 class HistoryEntry(Base):
@@ -438,3 +444,112 @@ class Attachment(Base):
 
     uploaded_by: Mapped[Person] = relationship()
     position: Mapped[Position] = relationship()
+
+
+# --- special-family medical assistance (计划生育特殊家庭医疗救助) ------------------------------
+
+
+class ApplicationStatus(enum.StrEnum):
+    DRAFT = "draft"
+    IN_REVIEW = "in_review"
+    DOCUMENTS_REQUESTED = "documents"  # waiting on the applicant
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    NOT_ELIGIBLE = "not_eligible"  # neither bureau confirmed the household
+    REDIRECTED = "redirected"  # already on 低保 / 特困: applies through that scheme
+    WITHDRAWN = "withdrawn"
+
+
+class AssistanceSetting(Base):
+    """Which units of a jurisdiction handle applications, and its local options."""
+
+    __tablename__ = "assistance_setting"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdiction.id"), unique=True)
+    health_unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"))
+    civil_affairs_unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"))
+    rural_unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"))
+    insurance_unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"))
+    reviewer_unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"))
+    # Dehong: the decision can also grant hardship relief and add the household to the
+    # monitored list (监测对象).
+    hardship_relief: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    jurisdiction: Mapped[Jurisdiction] = relationship()
+
+
+class Application(Base):
+    """One application for medical aid. The resident ID and the medical details are personal
+    data: they stay in this row (never in the workflow state, history or URLs) and screens show
+    them masked unless a step that needs them asks, which is recorded."""
+
+    __tablename__ = "assistance_application"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdiction.id"))
+    status: Mapped[ApplicationStatus] = mapped_column(_enum(ApplicationStatus))
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("instance.id"), unique=True)
+    applicant_name: Mapped[str] = mapped_column(String(50), default="")
+    resident_id: Mapped[str] = mapped_column(String(18), default="")
+    phone: Mapped[str] = mapped_column(String(20), default="")
+    address: Mapped[str] = mapped_column(String(200), default="")
+    family_kind: Mapped[str] = mapped_column(String(20), default="")
+    relationship_: Mapped[str] = mapped_column("relationship", String(20), default="")
+    existing_support: Mapped[str] = mapped_column(String(20), default="")
+    hospital: Mapped[str] = mapped_column(String(100), default="")
+    diagnosis: Mapped[str] = mapped_column(String(200), default="")
+    admitted_on: Mapped[date | None] = mapped_column(Date)
+    discharged_on: Mapped[date | None] = mapped_column(Date)
+    total_cost: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    basic_reimbursed: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    critical_reimbursed: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    # Set by the process as it goes; shown on the applicant's timeline and decision letter.
+    confirmation: Mapped[str] = mapped_column(String(20), default="")
+    aid_amount: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    hardship_relief: Mapped[bool] = mapped_column(Boolean, default=False)
+    monitored: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The figures behind the amount (verified reimbursements, deductible, rate, cap).
+    decision: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp())
+    submitted_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    decided_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    # When the applicant last looked: a later change is news for them (the in-app notice).
+    seen_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": revision}  # noqa: RUF012 (SQLAlchemy reads it)
+
+    account: Mapped[Account] = relationship()
+    jurisdiction: Mapped[Jurisdiction] = relationship()
+    instance: Mapped[Instance | None] = relationship()
+    files: Mapped[list[ApplicationFile]] = relationship(
+        back_populates="application", order_by="ApplicationFile.id"
+    )
+
+    @property
+    def remaining(self) -> Decimal | None:
+        """What is left to pay after basic medical insurance and critical-illness insurance."""
+        if self.total_cost is None:
+            return None
+        paid = (self.basic_reimbursed or Decimal(0)) + (self.critical_reimbursed or Decimal(0))
+        return self.total_cost - paid
+
+
+class ApplicationFile(Base):
+    """A document the applicant attached (settlement statements, supplementary papers); the
+    bytes are in the attachment store, addressed by SHA-256."""
+
+    __tablename__ = "assistance_file"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("assistance_application.id"), index=True)
+    # The request for documents this answered, if any.
+    human_task_id: Mapped[int | None] = mapped_column(ForeignKey("human_task.id"))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(Timestamp())
+
+    application: Mapped[Application] = relationship(back_populates="files")

@@ -4,6 +4,7 @@ human tasks, save. The caller commits (route, CLI command, scheduler job) or rol
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -41,11 +42,20 @@ class ProcessError(DubanError):
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts: always for a position; `person_id` is None for an operator at the CLI."""
+    """Who acts: for a position (`person_id` is None for an operator at the CLI), or, on an
+    applicant's own step, as the applicant's account (`position_id` None)."""
 
-    position_id: int
+    position_id: int | None
     person_id: int | None = None
     label: str = ""
+    account_id: int | None = None
+
+
+# Per process id: called after every save of an instance of that process, in the same
+# transaction, so a domain table kept beside the workflow (an application's status) never
+# disagrees with it.
+SaveHook = Callable[[Session, "Instance", BpmnWorkflow, datetime], None]
+ON_SAVE: dict[str, SaveHook] = {}
 
 
 def _specs(session: Session, version_id: int) -> Specs:
@@ -193,8 +203,11 @@ def _human_task(
     task: Task,
     now: datetime,
 ) -> HumanTask:
-    unit_id = _property(workflow, task, "unit")
-    position_id = _position_id(session, task, unit_id, _property(workflow, task, "position"))
+    account_id = _property(workflow, task, "applicant")
+    unit_id = position_id = None
+    if account_id is None:
+        unit_id = _property(workflow, task, "unit")
+        position_id = _position_id(session, task, unit_id, _property(workflow, task, "position"))
     return HumanTask(
         instance=instance,
         spiff_task_id=str(task.id),
@@ -203,6 +216,7 @@ def _human_task(
         form=task.task_spec.extensions["properties"]["form"],
         unit_id=unit_id,
         position_id=position_id,
+        account_id=account_id,
         state=TaskState.READY,
         due_at=_due_at(_property(workflow, task, "due")),
         created_at=now,
@@ -308,18 +322,21 @@ def _resume_parent(session: Session, child: Instance, now: datetime) -> None:
         parent = _lock_instance(session, child.parent_id)
         workflow = load_workflow(session, parent)
         _sync(session, parent, workflow, now, _human_ready(workflow))
-        _save(parent, workflow, now)
+        _save(session, parent, workflow, now)
         session.flush()
         child = parent
 
 
-def _save(instance: Instance, workflow: BpmnWorkflow, now: datetime) -> None:
+def _save(session: Session, instance: Instance, workflow: BpmnWorkflow, now: datetime) -> None:
     instance.state = dump_state(workflow)
     instance.serializer_version = SERIALIZER_VERSION
     instance.updated_at = now
     if workflow.is_completed():
         instance.status = InstanceStatus.COMPLETED
         instance.completed_at = now
+    hook = ON_SAVE.get(instance.process_id)
+    if hook is not None:
+        hook(session, instance, workflow, now)
 
 
 def _run(action: Any) -> None:
@@ -382,7 +399,32 @@ def start_instance(
         instance.root_id = instance.id
     _history(session, instance, "started", now, actor, data={"version": version.version})
     _sync(session, instance, workflow, now, mirrored=set())
-    _save(instance, workflow, now)
+    _save(session, instance, workflow, now)
+    return instance
+
+
+def element_properties(session: Session, instance: Instance, element_id: str) -> dict[str, str]:
+    """The spiffworkflow properties of one element of the instance's process version."""
+    spec, subprocesses = _specs(session, instance.process_version_id)
+    for process in (spec, *subprocesses.values()):
+        task_spec = process.task_specs.get(element_id)
+        if task_spec is not None:
+            return dict(task_spec.extensions.get("properties", {}))
+    return {}
+
+
+def cancel_instance(
+    session: Session, instance_id: int, actor: Actor, now: datetime, reason: str = ""
+) -> Instance:
+    """End a running instance and its branches: open steps are cancelled, history says who."""
+    instance = _lock_instance(session, instance_id)
+    if instance.status != InstanceStatus.RUNNING:
+        raise Conflict(f"instance {instance_id} is already {instance.status.value}")
+    _cancel(session, instance, now)
+    _history(
+        session, instance, "withdrawn", now, actor, data={"reason": reason} if reason else None
+    )
+    session.flush()
     return instance
 
 
@@ -391,6 +433,10 @@ def load_workflow(session: Session, instance: Instance) -> BpmnWorkflow:
 
 
 def may_act(session: Session, actor: Actor, task: HumanTask) -> bool:
+    if task.account_id is not None:  # an applicant's own step: theirs alone
+        return actor.account_id == task.account_id
+    if actor.position_id is None or task.position is None:
+        return False
     position = (
         task.position
         if actor.position_id == task.position_id
@@ -446,10 +492,8 @@ def complete_task(
     """Complete one human step with the submitted form data and move the instance on."""
     instance, task = _lock(session, task_id)
     if not may_act(session, actor, task):
-        unit = session.get(Unit, task.unit_id)
         raise PermissionDenied(
-            f"step {task.id} belongs to {unit.name if unit else '?'} "
-            f"({task.position.title}); this position may not act on it"
+            f"step {task.id} belongs to {owner(session, task)}; you may not act on it"
         )
     if task.state != TaskState.READY:
         raise Conflict(
@@ -472,10 +516,19 @@ def complete_task(
         session, instance, "completed", now, actor, task, {"element": task.element_id, **clean}
     )
     _sync(session, instance, workflow, now, mirrored)
-    _save(instance, workflow, now)
+    _save(session, instance, workflow, now)
     session.flush()
     _resume_parent(session, instance, now)
     return task
+
+
+def owner(session: Session, task: HumanTask) -> str:
+    """Whose step this is, in words for an error message."""
+    if task.account_id is not None:
+        return "the applicant"
+    unit = session.get(Unit, task.unit_id)
+    title = task.position.title if task.position else "?"
+    return f"{unit.name if unit else '?'} ({title})"
 
 
 def claim_task(session: Session, task_id: int, actor: Actor, now: datetime) -> HumanTask:

@@ -24,6 +24,11 @@ def answer(form: str, clock: FixedClock, **override: Any) -> dict[str, Any]:
         "consolidate": {"summary": "汇总情况"},
         "review": {"decision": "close"},
         "decide_extension": {"approved": True, "new_due": day},
+        "assist_confirm_family": {"decision": "confirm"},
+        "assist_confirm_household": {"decision": "confirm"},
+        "assist_verify": {"decision": "verified", "verified_basic": "0", "verified_critical": "0"},
+        "assist_decide": {"decision": "approve"},
+        "assist_supply": {"note": "已补充"},
     }
     return {**answers[form], **override}
 

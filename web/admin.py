@@ -115,7 +115,7 @@ def _open_steps(session: Session, position_ids: Iterable[int]) -> dict[int, int]
         .where(HumanTask.position_id.in_(list(position_ids)), HumanTask.state == TaskState.READY)
         .group_by(HumanTask.position_id)
     ).all()
-    return {position_id: count for position_id, count in rows}
+    return {position_id: count for position_id, count in rows if position_id is not None}
 
 
 def _current_seats(session: Session, person_ids: Iterable[int]) -> dict[int, list[Position]]:

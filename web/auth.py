@@ -26,8 +26,9 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from engine.access import Viewer, viewer_for
-from engine.accounts import authenticate
-from engine.models import Account
+from engine.accounts import authenticate, create_account
+from engine.errors import Conflict, FormError
+from engine.models import Account, Person
 
 from . import get_session
 from .i18n import LOCALES
@@ -101,7 +102,7 @@ def _safe_next(target: str | None) -> str:
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc:
             return target
-    return url_for("tasks.inbox")
+    return url_for("tasks.home")
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -117,6 +118,55 @@ def login() -> str | Response:
             session.permanent = True
             return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form)
+
+
+class RegisterForm(FlaskForm):  # type: ignore[misc]
+    name = StringField("name", validators=[DataRequired(), Length(max=100)])
+    login = StringField("login", validators=[DataRequired(), Length(max=64)])
+    password = PasswordField("password", validators=[DataRequired(), Length(max=200)])
+    confirm = PasswordField("confirm", validators=[DataRequired(), Length(max=200)])
+
+
+@bp.route("/register", methods=["GET", "POST"])
+def register() -> str | Response | tuple[str, int]:
+    """Applicants sign themselves up; rights come only from positions, so they hold none."""
+    form = RegisterForm()
+    errors: dict[str, str] = {}
+    if form.validate_on_submit():
+        if form.password.data != form.confirm.data:
+            errors["confirm"] = _("The two passwords differ.")
+        else:
+            db = get_session()
+            person = Person(name=(form.name.data or "").strip())
+            db.add(person)
+            try:
+                account = create_account(
+                    db, person, form.login.data or "", form.password.data or "", locale=_locale()
+                )
+                db.commit()
+            except FormError as exc:
+                db.rollback()
+                errors = dict(exc.errors)
+            except Conflict:
+                db.rollback()
+                errors["login"] = _("This login is taken; choose another.")
+            else:
+                session.clear()
+                login_user(User(account))
+                session.permanent = True
+                flash(_("Welcome. You can now apply for assistance."), "info")
+                return redirect(url_for("assistance.portal"))
+    elif form.is_submitted():
+        errors = {name: _("This field is required.") for name in form.errors}
+    status = 400 if errors else 200
+    return render_template("auth/register.html", form=form, errors=errors), status
+
+
+def _locale() -> str:
+    from flask_babel import get_locale
+
+    locale = str(get_locale())
+    return locale if locale in LOCALES else "zh_CN"
 
 
 @bp.post("/logout")

@@ -289,7 +289,12 @@ def parse_layout(source: str | bytes, process_id: str | None = None) -> Layout:
         if f.get("sourceRef") in known and f.get("targetRef") in known
     ]
     if any(n.id not in shapes for n in nodes):
-        nodes = _auto_place(nodes, flows)
+        attached = {
+            e.get("id", ""): e.get("attachedToRef", "")
+            for e in elements
+            if _local(e) == "boundaryEvent" and e.get("attachedToRef") in known
+        }
+        nodes = _auto_place(nodes, flows, attached)
         flows = [replace(f, points=(), label=None) for f in flows]
     flows = _route_missing(nodes, flows)
     return Layout(process.get("id", ""), process.get("name") or "", tuple(nodes), tuple(flows))
@@ -345,17 +350,35 @@ def _ranks(ids: list[str], pairs: list[tuple[str, str]]) -> dict[str, int]:
     return rank
 
 
-def _auto_place(nodes: list[Node], flows: list[Flow]) -> list[Node]:
-    rank = _ranks([n.id for n in nodes], [(f.source, f.target) for f in flows])
+def _auto_place(
+    nodes: list[Node], flows: list[Flow], attached: dict[str, str] | None = None
+) -> list[Node]:
+    """`attached` maps boundary events to their host: they sit on the host's lower edge, and
+    what follows them ranks after the host."""
+    attached = attached or {}
+    pairs = [(f.source, f.target) for f in flows] + [(h, b) for b, h in attached.items()]
+    rank = _ranks([n.id for n in nodes], pairs)
     rows: dict[int, int] = defaultdict(int)
-    placed = []
+    boxes: dict[str, Box] = {}
     for node in nodes:
+        if node.id in attached:
+            continue
         column, row = rank[node.id], rows[rank[node.id]]
         rows[column] += 1
         w, h = SIZES[node.family]
         cx, cy = 90 + column * 160, 80 + row * 120
-        placed.append(replace(node, box=Box(cx - w / 2, cy - h / 2, w, h), label=None))
-    return placed
+        boxes[node.id] = Box(cx - w / 2, cy - h / 2, w, h)
+    on_host: dict[str, int] = defaultdict(int)
+    for node in nodes:
+        host = attached.get(node.id)
+        if host is not None:
+            w, h = SIZES[node.family]
+            hb = boxes[host]
+            boxes[node.id] = Box(
+                hb.right - w - 4 - on_host[host] * (w + 4), hb.bottom - h / 2, w, h
+            )
+            on_host[host] += 1
+    return [replace(n, box=boxes[n.id], label=None) for n in nodes]
 
 
 def _route(source: Box, target: Box, bottom: float) -> tuple[Point, ...]:

@@ -18,6 +18,11 @@ FORM_TITLES = {
     "consolidate": _l("Consolidated report"),
     "review": _l("Review"),
     "decide_extension": _l("Extension request"),
+    "assist_confirm_family": _l("Special-family status"),
+    "assist_confirm_household": _l("Household confirmation"),
+    "assist_verify": _l("Reimbursement check"),
+    "assist_decide": _l("Aid decision"),
+    "assist_supply": _l("More documents"),
 }
 FIELD_LABELS = {
     "note": _l("Note"),
@@ -36,6 +41,9 @@ FIELD_LABELS = {
     "approved": _l("Approve the extension"),
     "new_due": _l("New due date"),
     "comment": _l("Comment"),
+    "verified_basic": _l("Basic medical insurance paid, per the settlement record (yuan)"),
+    "verified_critical": _l("Critical-illness insurance paid, per the settlement record (yuan)"),
+    "settlement_no": _l("Settlement record number"),
 }
 CHOICE_LABELS = {
     "submit": _l("Submit"),
@@ -43,6 +51,13 @@ CHOICE_LABELS = {
     "report": _l("Report progress"),
     "close": _l("Close the item"),
     "send_back": _l("Send back to the lead unit"),
+    "confirm": _l("Confirm"),
+    "not_confirmed": _l("Not confirmed"),
+    "covered": _l("Already on 低保 / 特困: apply through that scheme"),
+    "documents": _l("Ask the applicant for more documents"),
+    "reject": _l("Reject"),
+    "verified": _l("Amounts verified"),
+    "approve": _l("Approve the aid"),
 }
 LONG_TEXT = {"plan", "content", "summary", "reason", "note", "evidence", "comment"}
 

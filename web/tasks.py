@@ -41,6 +41,7 @@ from engine.models import Attachment, HumanTask, Instance, Plan
 from engine.runtime import Actor, complete_task
 
 from . import get_session
+from .assistance import step_context
 from .auth import current_viewer
 from .diagram import item_diagram, process_diagram
 from .forms import field_label, field_widgets, form_title
@@ -57,6 +58,9 @@ def _int_arg(name: str) -> int | None:
 @bp.get("/")
 @login_required
 def home() -> Response:
+    viewer = current_viewer()
+    if not viewer.seats and not viewer.is_admin:  # an applicant: their work is the portal
+        return redirect(url_for("assistance.portal"))
     return redirect(url_for("tasks.inbox"))
 
 
@@ -96,7 +100,7 @@ def done() -> str:
     return render_template("tasks/done.html", steps=done_list(get_session(), current_viewer()))
 
 
-def _visible_task(task_id: int) -> HumanTask:
+def visible_task(task_id: int) -> HumanTask:
     """A step the viewer may see; anyone else learns nothing, not even that it exists."""
     task = get_session().get(HumanTask, task_id)
     if task is None or not can_see_task(get_session(), current_viewer(), task):
@@ -113,21 +117,26 @@ def _visible_item(root_id: int) -> Instance:
     return root
 
 
-def _render_task(
+def render_task(
     task: HumanTask,
     errors: dict[str, str] | None = None,
     values: dict[str, Any] | None = None,
     status: int = 200,
+    revealed: set[str] | None = None,
 ) -> tuple[str, int]:
     session = get_session()
     root = session.get(Instance, task.instance.root_id)
     assert root is not None
     position_id = acting_position(current_viewer(), task)
+    # A step of a medical-assistance application shows the application instead of a list item.
+    application = step_context(task, revealed)
     return render_template(
-        "tasks/task.html",
+        "assistance/step.html" if application else "tasks/task.html",
+        application_context=application,
         task=task,
         item=(item := load_item(session, root)),
-        step_names={s.id: f"{s.name}（{s.unit.name}）" for s in item.steps},
+        step_names={s.id: f"{s.name}（{unit_label(s)}）" for s in item.steps},
+        unit_label=unit_label,
         can_act=position_id is not None and task.state.value == "ready",
         form=FORMS[task.form],
         form_title=form_title(task.form),
@@ -136,6 +145,11 @@ def _render_task(
         errors=errors or {},
         diagrams=_diagrams(task, root),
     ), status
+
+
+def unit_label(step: HumanTask) -> str:
+    """Whose step: the unit, or the applicant for an applicant's own step."""
+    return step.unit.name if step.unit is not None else _("Applicant")
 
 
 def _diagrams(task: HumanTask, root: Instance) -> list[str]:
@@ -149,7 +163,7 @@ def _diagrams(task: HumanTask, root: Instance) -> list[str]:
 @bp.get("/tasks/<int:task_id>")
 @login_required
 def task_page(task_id: int) -> tuple[str, int]:
-    return _render_task(_visible_task(task_id))
+    return render_task(visible_task(task_id))
 
 
 def _uploads() -> list[FileStorage]:
@@ -159,7 +173,7 @@ def _uploads() -> list[FileStorage]:
 @bp.post("/tasks/<int:task_id>")
 @login_required
 def submit(task_id: int) -> Response | tuple[str, int]:
-    task = _visible_task(task_id)
+    task = visible_task(task_id)
     viewer = current_viewer()
     position_id = acting_position(viewer, task)
     if position_id is None:
@@ -175,7 +189,7 @@ def submit(task_id: int) -> Response | tuple[str, int]:
         for name, content in uploads:
             check_upload(name, content)
     except FormError as exc:
-        return _render_task(task, exc.errors, data, 400)
+        return render_task(task, exc.errors, data, 400)
     session = get_session()
     store: AttachmentStore = current_app.extensions["duban.attachments"]
     root = session.get(Instance, task.instance.root_id)
@@ -198,7 +212,7 @@ def submit(task_id: int) -> Response | tuple[str, int]:
         session.commit()
     except FormError as exc:
         session.rollback()
-        return _render_task(session.get(HumanTask, task_id) or task, exc.errors, data, 400)
+        return render_task(session.get(HumanTask, task_id) or task, exc.errors, data, 400)
     except Conflict as exc:
         session.rollback()
         flash(_("This step was changed by someone else; nothing was saved.") + f" ({exc})", "error")
@@ -213,7 +227,7 @@ def submit(task_id: int) -> Response | tuple[str, int]:
 @bp.post("/tasks/<int:task_id>/comments")
 @login_required
 def comment(task_id: int) -> Response | tuple[str, int]:
-    task = _visible_task(task_id)
+    task = visible_task(task_id)
     viewer = current_viewer()
     position_id = acting_position(viewer, task) or next(
         (s.position_id for s in viewer.seats if s.unit_id == task.unit_id),
@@ -237,7 +251,7 @@ def comment(task_id: int) -> Response | tuple[str, int]:
         session.commit()
     except FormError as exc:
         session.rollback()
-        return _render_task(task, {"comment": exc.errors["body"]}, status=400)
+        return render_task(task, {"comment": exc.errors["body"]}, status=400)
     return redirect(url_for("tasks.task_page", task_id=task_id) + "#comments")
 
 

@@ -10,6 +10,7 @@ from flask_babel import get_locale
 from flask_login import current_user
 
 from engine.access import Urgency, inbox, urgency
+from engine.assistance import news_count
 from engine.clock import LOCAL_TZ, as_utc, utcnow
 
 from . import get_session
@@ -42,5 +43,11 @@ def init_app(app: Flask) -> None:
             "locale": str(get_locale()),
         }
         if current_user.is_authenticated:
-            _, shared["inbox_count"] = inbox(get_session(), current_viewer(), utcnow(), limit=0)
+            viewer = current_viewer()
+            # Applicants hold no position: their screens are the portal's, not the inbox.
+            shared["is_staff"] = bool(viewer.seats) or viewer.is_admin
+            if shared["is_staff"]:
+                _, shared["inbox_count"] = inbox(get_session(), viewer, utcnow(), limit=0)
+            else:
+                shared["news_count"] = news_count(get_session(), viewer.account_id)
         return shared

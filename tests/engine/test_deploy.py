@@ -185,7 +185,7 @@ def test_timer_expressions_are_checked(sessions, tmp_path, expr, expected):
 DMN = """<?xml version="1.0" encoding="UTF-8"?>
 <definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" id="d" name="d" namespace="n">
   <decision id="rate" name="rate">
-    <decisionTable id="rate_table">
+    <decisionTable id="rate_table" hitPolicy="FIRST">
       <input id="i1">
         <inputExpression id="e1" typeRef="string"><text>kind</text></inputExpression></input>
       <output id="o1" name="rate" typeRef="number" />
@@ -198,21 +198,21 @@ DMN = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def test_a_decision_table_without_a_catch_all_rule_is_refused(sessions, tmp_path):
+def test_a_decision_table_with_a_gap_is_refused(sessions, tmp_path):
     path = _write(tmp_path, "rate.dmn", DMN.format(extra=""))
-    with (
-        pytest.raises(
-            DeployError,
-            match=r"rate\.dmn:4: element 'rate_table': decision table has no catch-all rule",
-        ),
-        sessions.begin() as s,
-    ):
+    with pytest.raises(DeployError) as err, sessions.begin() as s:
         deploy(s, [path])
+    assert err.value.problems == [
+        f"{path}:4: element 'rate_table': decision table 'rate_table': no rule matches "
+        "kind = any other string; add a rule or widen one"
+    ]
     catch_all = (
         '<rule id="r2"><inputEntry id="r2i"><text>-</text></inputEntry>'
         '<outputEntry id="r2o"><text>0</text></outputEntry></rule>'
     )
     _write(tmp_path, "rate.dmn", DMN.format(extra=catch_all))
+    with sessions.begin() as s:
+        assert deploy(s, [path]) == []  # under FIRST a last all-'-' rule closes every gap
     bad_entry = DMN.format(extra=catch_all).replace('"near_low_income"', '"near_low_income')
     _write(tmp_path, "rate.dmn", bad_entry)
     with (
@@ -241,6 +241,7 @@ def test_entities_and_doctypes_are_refused(sessions, tmp_path, doctype):
 def test_the_shipped_processes_deploy(sessions):
     with sessions.begin() as s:
         assert [d.process_id for d in deploy_directory(s, PROCESSES)] == [
+            "medical_assistance",
             "task_routing",
             "unit_acknowledgement",
             "unit_contribution",

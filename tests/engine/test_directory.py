@@ -75,7 +75,13 @@ def test_seats_come_from_the_roster(seeded):
 def test_loading_a_directory_twice_changes_nothing(seeded, clock):
     with seeded.begin() as s:
         counts = load_directory(s, Path("data/directory/weixi.toml"), clock())
-    assert counts == {"jurisdictions": 0, "units": 0, "positions": 0, "people": 0}
+    assert counts == {
+        "jurisdictions": 0,
+        "units": 0,
+        "positions": 0,
+        "people": 0,
+        "assistance settings": 0,
+    }
 
 
 def test_open_work_follows_the_position_to_the_successor(seeded, clock):

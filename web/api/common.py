@@ -22,6 +22,7 @@ from engine.access import Viewer, can_see_item, can_see_task, viewer_for
 from engine.accounts import record_token_use, token_holder
 from engine.clock import utcnow
 from engine.models import HumanTask, Instance
+from engine.runtime import owner
 from web import get_session
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -124,8 +125,7 @@ def visible_item(root_id: int) -> Instance:
 
 def forbidden(task: HumanTask, what: str) -> Forbidden:
     return Forbidden(
-        f"step {task.id} belongs to {task.unit.name} ({task.position.title}); "
-        f"none of your positions may {what}"
+        f"step {task.id} belongs to {owner(get_session(), task)}; none of your positions may {what}"
     )
 
 

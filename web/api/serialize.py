@@ -89,14 +89,15 @@ def item_refs(session: Session, instance_ids: Iterable[int]) -> dict[int, dict[s
 
 
 def step(task: HumanTask, item: dict[str, Any], now: datetime) -> dict[str, Any]:
-    position = task.position
+    position, unit = task.position, task.unit
+    assert position is not None and unit is not None  # a unit's step (see steps())
     return {
         "id": task.id,
         "name": task.name,
         "element": task.element_id,
         "form": task.form,
         "state": task.state.value,
-        "unit": unit_ref(task.unit),
+        "unit": unit_ref(unit),
         "position": {"id": position.id, "kind": position.kind.value, "title": position.title},
         "due_at": iso(task.due_at),
         "due_date": local_day(task.due_at),
@@ -108,6 +109,8 @@ def step(task: HumanTask, item: dict[str, Any], now: datetime) -> dict[str, Any]
 
 
 def steps(session: Session, tasks: list[HumanTask], now: datetime) -> list[dict[str, Any]]:
+    # An applicant's own step (medical assistance) is the applicant's, shown only in the portal.
+    tasks = [t for t in tasks if t.position_id is not None]
     items = item_refs(session, (t.instance_id for t in tasks))
     return [step(t, items[t.instance_id], now) for t in tasks]
 
