@@ -27,6 +27,9 @@ from .models import (
 )
 
 DUE_SOON = timedelta(days=3)
+# Processes whose steps only their own unit sees: a bureau handling a medical-assistance
+# application sees its step, not the other bureaus' (personal data travels no further).
+STEP_PRIVATE_PROCESSES = frozenset({"medical_assistance"})
 OFFICE_KINDS = (PositionKind.OFFICE_DIRECTOR, PositionKind.OFFICE_STAFF)
 
 
@@ -168,6 +171,8 @@ def can_see_task(session: Session, viewer: Viewer, task: HumanTask) -> bool:
         return False
     if acting_position(viewer, task) is not None or task.unit_id in viewer.head_unit_ids:
         return True
+    if task.instance.process_id in STEP_PRIVATE_PROCESSES:
+        return False
     root = session.get(Instance, task.instance.root_id)
     return root is not None and can_see_item(session, viewer, root)
 

@@ -274,3 +274,17 @@ def test_the_applicant_is_told_of_news_until_they_look(app, seeded, make_person,
     page = applicant.get(f"/apply/{app_id}").get_data(as_text=True)
     assert 'id="news"' in page and "缺证明" in page
     assert 'id="news-count"' not in applicant.get("/apply").get_data(as_text=True)
+
+
+def test_a_bureau_sees_its_own_step_not_the_others(app, seeded, make_person, clock) -> None:  # type: ignore[no-untyped-def]
+    app.config["WTF_CSRF_ENABLED"] = False
+    applicant, civil = app.test_client(), app.test_client()
+    submitted(applicant, seeded)
+    health_step = open_step(seeded, "confirm_family")
+    act(seeded, health_step, clock, decision="confirm")
+    sign_in(civil, make_person("civil", "县民政局"))
+    own = open_step(seeded, "confirm_civil")
+    assert civil.get(f"/tasks/{own.id}").status_code == 200
+    # Civil affairs now takes part, yet the health bureau's step stays the health bureau's.
+    assert civil.get(f"/tasks/{health_step.id}").status_code == 404
+    assert civil.get(f"/tasks/{open_step(seeded, 'confirm_rural').id}").status_code == 404
