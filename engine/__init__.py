@@ -28,8 +28,8 @@ from .runtime import (
 )
 from .tasklists import get_plan, import_plan
 
-# Registers the application's save hook with the runtime (runtime.ON_SAVE) on any import.
-from . import assistance  # noqa: F401  isort: skip
+# Register their save hooks with the runtime (runtime.ON_SAVE) on any import.
+from . import assistance, meetings  # noqa: F401  isort: skip
 
 __all__ = [
     "Actor",

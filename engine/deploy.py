@@ -172,7 +172,9 @@ def _check_bpmn(src: _Source) -> list[str]:
                 problems += _check_python(src, task, props[name], f"property '{name}'")
         if "form" in props and props["form"] not in FORMS:
             problems.append(f"{src.where(task)}: unknown form '{props['form']}'")
-        position = props.get("position", "").strip("'\"")
+        # A literal position is checked here; an expression (reviewer['position']) at run time.
+        literal = props.get("position", "")
+        position = literal.strip("'\"") if literal[:1] in "'\"" and literal[:1] else ""
         if position and position not in {k.value for k in PositionKind}:
             problems.append(f"{src.where(task)}: unknown position '{position}'")
     return problems

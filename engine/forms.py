@@ -238,6 +238,23 @@ FORMS: dict[str, Form] = {
             "assist_decide", _decision("approve", "documents", "reject"), _reason_unless("approve")
         ),
         Form("assist_supply", (_text("note", required=True, max_length=2000),)),
+        # The joint meeting's minutes (processes/meeting_minutes.bpmn).
+        Form("minutes_submit", (_text("note", max_length=2000),)),
+        Form(
+            "minutes_review",
+            (
+                Field("decision", "choice", required=True, choices=("agree", "comment")),
+                _text("comment", required_when=("decision", "comment"), max_length=4000),
+            ),
+        ),
+        Form("minutes_finalize", (_text("note", max_length=2000),)),
+        Form(
+            "minutes_sign",
+            (
+                Field("decision", "choice", required=True, choices=("sign", "return")),
+                _text("comment", required_when=("decision", "return"), max_length=4000),
+            ),
+        ),
         Form(
             "decide_extension",
             (

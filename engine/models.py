@@ -222,6 +222,8 @@ class PlanTask(Base):
     plan_id: Mapped[int] = mapped_column(ForeignKey("plan.id"))
     number: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
+    # Set for a meeting's agreed items (their minutes give a date); the seed lists have none.
+    due_on: Mapped[date | None] = mapped_column(Date)
 
     plan: Mapped[Plan] = relationship(back_populates="tasks")
     units: Mapped[list[PlanTaskUnit]] = relationship(
@@ -553,3 +555,137 @@ class ApplicationFile(Base):
     at: Mapped[datetime] = mapped_column(Timestamp())
 
     application: Mapped[Application] = relationship(back_populates="files")
+
+
+# --- the joint meeting (联席会议) ------------------------------------------------------------
+
+
+class MeetingKind(enum.StrEnum):
+    PLENARY = "plenary"  # 全体会议: every member
+    THEMATIC = "thematic"  # 专题会议: chosen members
+
+
+class MeetingStatus(enum.StrEnum):
+    PLANNED = "planned"
+    HELD = "held"
+    CANCELLED = "cancelled"
+
+
+class Attendance(enum.StrEnum):
+    EXPECTED = "expected"
+    PRESENT = "present"
+    DELEGATE = "delegate"  # sent someone in their place
+    ABSENT = "absent"
+
+
+class MinutesStatus(enum.StrEnum):
+    DRAFT = "draft"  # the office writes; members review; the office revises
+    SIGNING = "signing"  # with the convener (or the delegated deputy)
+    SIGNED = "signed"  # immutable; issued to the member units
+    SUPERSEDED = "superseded"  # a signed correction replaced it
+
+
+class JurisdictionSetting(Base):
+    """Settings per jurisdiction that are policy, not code (dates, lead times)."""
+
+    __tablename__ = "jurisdiction_setting"
+    __table_args__ = (UniqueConstraint("jurisdiction_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdiction.id"))
+    key: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(String(200))
+
+
+class Meeting(Base):
+    """A plenary or thematic meeting of a jurisdiction's joint meeting."""
+
+    __tablename__ = "meeting"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdiction.id"), index=True)
+    kind: Mapped[MeetingKind] = mapped_column(_enum(MeetingKind))
+    title: Mapped[str] = mapped_column(String(200))
+    held_on: Mapped[date] = mapped_column(Date)
+    place: Mapped[str] = mapped_column(String(200), default="")
+    agenda: Mapped[str] = mapped_column(Text, default="")
+    # Counts for the yearly rule: at least one comprehensive coordination meeting a year.
+    comprehensive: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Chaired and signed by the convener, or by a deputy convener the convener delegates.
+    chair_position_id: Mapped[int] = mapped_column(ForeignKey("position.id"))
+    status: Mapped[MeetingStatus] = mapped_column(_enum(MeetingStatus))
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": revision}  # noqa: RUF012 (SQLAlchemy reads it)
+
+    jurisdiction: Mapped[Jurisdiction] = relationship()
+    chair: Mapped[Position] = relationship()
+    participants: Mapped[list[MeetingParticipant]] = relationship(
+        back_populates="meeting", order_by="MeetingParticipant.id", cascade="all, delete-orphan"
+    )
+    minutes: Mapped[list[Minutes]] = relationship(
+        back_populates="meeting", order_by="Minutes.version"
+    )
+
+
+class MeetingParticipant(Base):
+    """A seat at the meeting (a position), or an invited unit or expert by name."""
+
+    __tablename__ = "meeting_participant"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meeting.id"), index=True)
+    position_id: Mapped[int | None] = mapped_column(ForeignKey("position.id"))
+    invited: Mapped[str] = mapped_column(String(200), default="")  # an expert or other unit
+    attendance: Mapped[Attendance] = mapped_column(_enum(Attendance))
+    delegate: Mapped[str] = mapped_column(String(100), default="")  # who came instead
+
+    meeting: Mapped[Meeting] = relationship(back_populates="participants")
+    position: Mapped[Position | None] = relationship()
+
+
+class Minutes(Base):
+    """A version of a meeting's minutes (纪要). Signed minutes never change: a correction is a
+    new version with its reason, which supersedes the old one once it is signed in turn."""
+
+    __tablename__ = "minutes"
+    __table_args__ = (UniqueConstraint("meeting_id", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meeting.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    number: Mapped[str] = mapped_column(String(100), default="")  # 纪要编号
+    body: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[MinutesStatus] = mapped_column(_enum(MinutesStatus))
+    correction_reason: Mapped[str] = mapped_column(Text, default="")
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("instance.id"), unique=True)
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plan.id"))  # its agreed items, routed
+    signed_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    signed_by_position_id: Mapped[int | None] = mapped_column(ForeignKey("position.id"))
+    signed_by_person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": revision}  # noqa: RUF012 (SQLAlchemy reads it)
+
+    meeting: Mapped[Meeting] = relationship(back_populates="minutes")
+    items: Mapped[list[AgreedItem]] = relationship(
+        back_populates="minutes", order_by="AgreedItem.number", cascade="all, delete-orphan"
+    )
+    signed_by_position: Mapped[Position | None] = relationship(foreign_keys=[signed_by_position_id])
+    signed_by_person: Mapped[Person | None] = relationship()
+    plan: Mapped[Plan | None] = relationship()
+
+
+class AgreedItem(Base):
+    """An agreed item (议定事项): once the minutes are signed it is routed like a list item."""
+
+    __tablename__ = "agreed_item"
+    __table_args__ = (UniqueConstraint("minutes_id", "number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    minutes_id: Mapped[int] = mapped_column(ForeignKey("minutes.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    lead_unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"))
+    support_unit_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    due_on: Mapped[date] = mapped_column(Date)
+
+    minutes: Mapped[Minutes] = relationship(back_populates="items")
+    lead_unit: Mapped[Unit] = relationship()

@@ -29,6 +29,10 @@ def answer(form: str, clock: FixedClock, **override: Any) -> dict[str, Any]:
         "assist_verify": {"decision": "verified", "verified_basic": "0", "verified_critical": "0"},
         "assist_decide": {"decision": "approve"},
         "assist_supply": {"note": "已补充"},
+        "minutes_submit": {},
+        "minutes_review": {"decision": "agree"},
+        "minutes_finalize": {},
+        "minutes_sign": {"decision": "sign"},
     }
     return {**answers[form], **override}
 

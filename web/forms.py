@@ -23,6 +23,10 @@ FORM_TITLES = {
     "assist_verify": _l("Reimbursement check"),
     "assist_decide": _l("Aid decision"),
     "assist_supply": _l("More documents"),
+    "minutes_submit": _l("Send the draft minutes for review"),
+    "minutes_review": _l("Review of the minutes"),
+    "minutes_finalize": _l("Final text, for signature"),
+    "minutes_sign": _l("Sign-off (签发)"),
 }
 FIELD_LABELS = {
     "note": _l("Note"),
@@ -58,6 +62,9 @@ CHOICE_LABELS = {
     "reject": _l("Reject"),
     "verified": _l("Amounts verified"),
     "approve": _l("Approve the aid"),
+    "agree": _l("Agree"),
+    "sign": _l("Sign off (签发)"),
+    "return": _l("Return to the office with comments"),
 }
 LONG_TEXT = {"plan", "content", "summary", "reason", "note", "evidence", "comment"}
 
