@@ -70,7 +70,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         if session is not None:
             session.close()
 
-    from . import admin, api, assistance
+    from . import admin, api, assistance, meetings
     from .overview import bp as overview_bp
     from .tasks import bp as tasks_bp
 
@@ -79,6 +79,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(overview_bp)
     admin.init_app(app)
     assistance.init_app(app)
+    meetings.init_app(app)
     api.init_app(app)
     return app
 

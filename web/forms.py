@@ -63,6 +63,7 @@ CHOICE_LABELS = {
     "verified": _l("Amounts verified"),
     "approve": _l("Approve the aid"),
     "agree": _l("Agree"),
+    "comment": _l("Comment"),
     "sign": _l("Sign off (签发)"),
     "return": _l("Return to the office with comments"),
 }

@@ -45,6 +45,7 @@ from .assistance import step_context
 from .auth import current_viewer
 from .diagram import item_diagram, process_diagram
 from .forms import field_label, field_widgets, form_title
+from .meetings import step_context as minutes_context
 
 bp = Blueprint("tasks", __name__)
 PAGE = 50
@@ -128,11 +129,19 @@ def render_task(
     root = session.get(Instance, task.instance.root_id)
     assert root is not None
     position_id = acting_position(current_viewer(), task)
-    # A step of a medical-assistance application shows the application instead of a list item.
+    # A step of a medical-assistance application shows the application instead of a list item,
+    # a step of a meeting's minutes the minutes.
     application = step_context(task, revealed)
+    minutes = None if application else minutes_context(task)
+    template = "tasks/task.html"
+    if application:
+        template = "assistance/step.html"
+    elif minutes:
+        template = "meetings/step.html"
     return render_template(
-        "assistance/step.html" if application else "tasks/task.html",
+        template,
         application_context=application,
+        minutes_context=minutes,
         task=task,
         item=(item := load_item(session, root)),
         step_names={s.id: f"{s.name}（{unit_label(s)}）" for s in item.steps},

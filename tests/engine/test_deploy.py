@@ -242,6 +242,7 @@ def test_the_shipped_processes_deploy(sessions):
     with sessions.begin() as s:
         assert [d.process_id for d in deploy_directory(s, PROCESSES)] == [
             "medical_assistance",
+            "meeting_minutes",
             "task_routing",
             "unit_acknowledgement",
             "unit_contribution",
