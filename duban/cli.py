@@ -158,8 +158,8 @@ def seed(session: Session) -> None:
 
 
 def demo_accounts(session: Session) -> list[str]:
-    """Sign-ins for trying duban out: an administrator, the office director of each office, a
-    demo liaison in every vacant liaison seat, the reviewers, and an applicant for medical
+    """Sign-ins for trying duban out: an administrator, everyone holding (or a demo person
+    filling) a liaison, office, reviewer or joint-meeting seat, and an applicant for medical
     assistance. Never for production data."""
     made = []
     shared_hash = generate_password_hash(DEMO_PASSWORD)  # one slow hash, not one per account
@@ -180,7 +180,15 @@ def demo_accounts(session: Session) -> list[str]:
         select(Position)
         .where(
             Position.kind.in_(
-                [PositionKind.LIAISON, PositionKind.OFFICE_DIRECTOR, PositionKind.REVIEWER]
+                [
+                    PositionKind.LIAISON,
+                    PositionKind.OFFICE_DIRECTOR,
+                    PositionKind.OFFICE_STAFF,
+                    PositionKind.REVIEWER,
+                    PositionKind.CONVENER,
+                    PositionKind.DEPUTY_CONVENER,
+                    PositionKind.MEMBER,
+                ]
             )
         )
         .order_by(Position.id)
@@ -284,8 +292,8 @@ def tasks_cmd(ctx: Context, unit_name: str | None, as_json: bool) -> None:
                 "item": t.instance.business_key,
                 "name": t.name,
                 "form": t.form,
-                "unit": t.unit.name,
-                "position": t.position.kind.value,
+                "unit": t.unit.name if t.unit else "applicant",
+                "position": t.position.kind.value if t.position else None,
                 "due": clock.as_utc(t.due_at).astimezone(clock.LOCAL_TZ).date().isoformat()
                 if t.due_at
                 else None,
@@ -368,7 +376,8 @@ def show_cmd(ctx: Context, instance: str) -> None:
         for t in session.scalars(
             select(HumanTask).where(HumanTask.instance_id.in_(tree)).order_by(HumanTask.id)
         ):
-            click.echo(f"  step {t.id}\t{t.state.value}\t{t.name}\t{t.unit.name}")
+            owner = t.unit.name if t.unit else "applicant"
+            click.echo(f"  step {t.id}\t{t.state.value}\t{t.name}\t{owner}")
         for h in history(session, inst.root_id or inst.id):
             click.echo(
                 f"  {h.at:%Y-%m-%d %H:%M}\t{h.action}\t{h.actor_label}\t"

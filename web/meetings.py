@@ -479,10 +479,21 @@ def print_minutes(meeting_id: int, minutes_id: int) -> str:
     """The minutes in the official layout: a page to print or save as PDF."""
     meeting = _visible(meeting_id)
     minutes = _minutes_of(meeting, minutes_id)
+    present: list[str] = []
+    absent: list[str] = []
+    for p in meeting.participants:
+        name = p.position.unit.name if p.position else p.invited
+        if p.delegate:
+            name = f"{name}（{p.delegate}）"
+        target = absent if p.attendance == Attendance.ABSENT else present
+        if name not in target:  # a unit holding two seats is named once
+            target.append(name)
     return render_template(
         "meetings/print.html",
         meeting=meeting,
         minutes=minutes,
+        present=present,
+        absent=absent,
         unit_names={u.id: u.name for u in _units(meeting.jurisdiction_id)},
         **_labels(),
     )
