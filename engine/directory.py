@@ -6,7 +6,7 @@ holdings, so handing a position to a successor moves all its open work without t
 from __future__ import annotations
 
 import tomllib
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from .models import (
     AssistanceSetting,
     Holding,
     Jurisdiction,
+    JurisdictionSetting,
     Level,
     Person,
     Position,
@@ -92,6 +93,17 @@ def _validate_directory(doc: dict[str, Any], known_codes: set[str]) -> list[str]
             problems.append(
                 f"offices[{i}]: unknown unit '{o.get('unit')}' in '{o.get('jurisdiction')}'"
             )
+    for i, row in enumerate(doc.get("settings", []), 1):
+        where = f"settings[{i}] ({row.get('jurisdiction', '?')})"
+        if row.get("jurisdiction") not in all_codes:
+            problems.append(f"{where}: unknown jurisdiction '{row.get('jurisdiction')}'")
+        for key, value in row.items():
+            if key == "jurisdiction":
+                continue
+            if key not in SETTING_CHECKS:
+                problems.append(f"{where}: unknown setting '{key}'")
+            elif (reason := SETTING_CHECKS[key](value)) is not None:
+                problems.append(f"{where}: '{key}' {reason}")
     for i, a in enumerate(doc.get("assistance", []), 1):
         where = f"assistance[{i}] ({a.get('jurisdiction', '?')})"
         if a.get("jurisdiction") not in all_codes:
@@ -102,6 +114,40 @@ def _validate_directory(doc: dict[str, Any], known_codes: set[str]) -> list[str]
         if not isinstance(a.get("hardship_relief", False), bool):
             problems.append(f"{where}: 'hardship_relief' must be true or false")
     return problems
+
+
+def _month_day(value: Any) -> str | None:
+    try:
+        month, day = (int(x) for x in str(value).split("-"))
+        date(2024, month, day)  # a leap year admits every real MM-DD
+    except ValueError:
+        return f"must be a day of the year as MM-DD, not '{value}'"
+    return None
+
+
+# Settings a jurisdiction may set in its directory file, with their checks (value → reason).
+SETTING_CHECKS: dict[str, Any] = {
+    "yearly_meeting_by": _month_day,  # the yearly comprehensive joint meeting is due by then
+}
+
+
+def _load_settings(session: Session, doc: dict[str, Any], by_code: dict[str, Any]) -> int:
+    """The file's settings; a setting already stored (changed by the office) is kept."""
+    created = 0
+    for row in doc.get("settings", []):
+        jur = by_code[row["jurisdiction"]]
+        for key, value in row.items():
+            if key == "jurisdiction":
+                continue
+            exists = session.scalar(
+                select(JurisdictionSetting.id).where(
+                    JurisdictionSetting.jurisdiction_id == jur.id, JurisdictionSetting.key == key
+                )
+            )
+            if exists is None:
+                session.add(JurisdictionSetting(jurisdiction_id=jur.id, key=key, value=str(value)))
+                created += 1
+    return created
 
 
 # Who handles special-family medical assistance, by the directory's keys (engine.assistance).
@@ -210,6 +256,7 @@ def load_directory(session: Session, path: Path, now: datetime) -> dict[str, int
         session.add(Holding(position=position, person=person, started_at=now))
     session.flush()
     counts["assistance settings"] = _load_assistance(session, doc, by_code)
+    counts["settings"] = _load_settings(session, doc, by_code)
     session.flush()
     return counts
 

@@ -81,6 +81,7 @@ def test_loading_a_directory_twice_changes_nothing(seeded, clock):
         "positions": 0,
         "people": 0,
         "assistance settings": 0,
+        "settings": 0,
     }
 
 
@@ -129,6 +130,19 @@ kind = "department"
 name = "某人"
 unit = "县无局"
 position = "emperor"
+
+[[settings]]
+jurisdiction = "x"
+yearly_meeting_by = "02-30"
+weekly_tea = "yes"
+
+[[assistance]]
+jurisdiction = "x"
+health = "县无局"
+civil_affairs = "县某局"
+rural_revitalisation = "县某局"
+medical_insurance = "县某局"
+reviewer = "县某局"
 """,
         encoding="utf-8",
     )
@@ -141,6 +155,9 @@ position = "emperor"
         "unknown jurisdiction 'y'",
         "unknown unit '县无局'",
         "unknown position 'emperor'",
+        "'yearly_meeting_by' must be a day of the year as MM-DD, not '02-30'",
+        "unknown setting 'weekly_tea'",
+        "'health' names unknown unit '县无局'",
     ]:
         assert expected in text
     with sessions() as s:
