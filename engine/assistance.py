@@ -38,6 +38,7 @@ from .models import (
     Jurisdiction,
     TaskState,
 )
+from .notify import notify
 from .runtime import (
     ON_SAVE,
     Actor,
@@ -270,7 +271,13 @@ def submit(session: Session, application: Application, account: Account, now: da
     }
     session.flush()
     instance = start_instance(
-        session, PROCESS_ID, data, f"assist-{application.id}", now, actor=_applicant(account)
+        session,
+        PROCESS_ID,
+        data,
+        f"assist-{application.id}",
+        now,
+        actor=_applicant(account),
+        jurisdiction_id=application.jurisdiction_id,
     )
     application.instance_id = instance.id
     session.flush()
@@ -447,6 +454,21 @@ def _sync_application(
     application = application_of_instance(session, instance)
     if application is None or application.status == ApplicationStatus.WITHDRAWN:
         return
+    before = application.status
+    _apply_workflow(application, workflow, now)
+    if application.status != before:
+        # The applicant hears that something changed, never the personal data itself.
+        notify(
+            session,
+            [application.account.person_id],
+            "application_status",
+            {"application": application.id, "status": application.status.value},
+            f"/apply/{application.id}",
+            now,
+        )
+
+
+def _apply_workflow(application: Application, workflow: BpmnWorkflow, now: datetime) -> None:
     if workflow.is_completed():
         data = workflow.data
         outcome = data.get("outcome")

@@ -47,6 +47,7 @@ from .models import (
     TaskState,
     Unit,
 )
+from .notify import holders_of, notify
 from .routing import hand_out
 from .runtime import ON_SAVE, Actor, start_instance
 
@@ -385,7 +386,13 @@ def _new_version(
         "ack_due": (today + timedelta(days=REVIEW_DAYS + SIGN_DAYS + ACK_DAYS)).isoformat(),
     }
     instance = start_instance(
-        session, PROCESS_ID, data, f"minutes-{meeting.id}-v{version}", now, actor=actor
+        session,
+        PROCESS_ID,
+        data,
+        f"minutes-{meeting.id}-v{version}",
+        now,
+        actor=actor,
+        jurisdiction_id=meeting.jurisdiction_id,
     )
     minutes.instance_id = instance.id
     session.flush()
@@ -526,6 +533,20 @@ def _sync_minutes(
                 older.status = MinutesStatus.SUPERSEDED
         session.flush()
         _route_items(session, minutes, now)
+        meeting = minutes.meeting
+        seats = [
+            s.position.id
+            for s in membership(session, meeting.jurisdiction, local_today(now))
+            if s.position.kind in MEMBER_KINDS
+        ]
+        notify(
+            session,
+            holders_of(session, seats),
+            "minutes_signed",
+            {"meeting": meeting.title, "number": minutes.number, "version": minutes.version},
+            f"/meetings/{meeting.id}/minutes/{minutes.id}/print",
+            now,
+        )
         return
     signing = any(
         t.task_spec.bpmn_id == "sign_minutes"

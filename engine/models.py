@@ -295,6 +295,8 @@ class Instance(Base):
     parent_element_id: Mapped[str | None] = mapped_column(String(100))
     has_children: Mapped[bool] = mapped_column(default=False)
     plan_task_id: Mapped[int | None] = mapped_column(ForeignKey("plan_task.id"), index=True)
+    # Whose rules apply (escalation lead times, cadence, grace); children inherit it.
+    jurisdiction_id: Mapped[int | None] = mapped_column(ForeignKey("jurisdiction.id"))
     status: Mapped[InstanceStatus] = mapped_column(_enum(InstanceStatus), index=True)
     # zlib-compressed JSON of the workflow state (spec excluded).
     state: Mapped[bytes] = mapped_column(LargeBinary)
@@ -689,3 +691,109 @@ class AgreedItem(Base):
 
     minutes: Mapped[Minutes] = relationship(back_populates="items")
     lead_unit: Mapped[Unit] = relationship()
+
+
+# --- due-date timers, notifications ---------------------------------------------------------
+
+
+class TimerKind(enum.StrEnum):
+    REMINDER = "reminder"  # before the due date
+    OVERDUE = "overdue"  # at it
+    URGE = "urge"  # 催办, repeatedly while overdue
+    ESCALATE = "escalate"  # after the grace period: the unit head and the office director
+
+
+class TimerState(enum.StrEnum):
+    WAITING = "waiting"
+    DONE = "done"  # fired (a repeating timer: its cycles are over) or its step ended
+
+
+class Timer(Base):
+    """A waiting timer boundary event of a workflow, with its next fire time copied out so the
+    sweep reads exactly what is due through one index, however many steps are open."""
+
+    __tablename__ = "timer"
+    __table_args__ = (
+        Index(
+            "ix_timer_due",
+            "fire_at",
+            sqlite_where=text("state = 'waiting'"),
+            postgresql_where=text("state = 'waiting'"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), index=True)
+    spiff_task_id: Mapped[str] = mapped_column(String(36), unique=True)
+    element_id: Mapped[str] = mapped_column(String(100))
+    host_element_id: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[TimerKind] = mapped_column(_enum(TimerKind))
+    fire_at: Mapped[datetime] = mapped_column(Timestamp())
+    state: Mapped[TimerState] = mapped_column(_enum(TimerState))
+    fired: Mapped[int] = mapped_column(Integer, default=0)
+
+    instance: Mapped[Instance] = relationship()
+
+
+class Notification(Base):
+    """A message for one person (the in-app list); other channels deliver it via the outbox.
+    `context` holds what the templates need, never personal data such as ID numbers."""
+
+    __tablename__ = "notification"
+    __table_args__ = (Index("ix_notification_person_unread", "person_id", "read_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    event: Mapped[str] = mapped_column(String(40))
+    context: Mapped[dict[str, Any]] = mapped_column(JSON)
+    link: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    read_at: Mapped[datetime | None] = mapped_column(Timestamp())
+
+    person: Mapped[Person] = relationship()
+
+
+class Outbox(Base):
+    """One delivery of a notification over e-mail or webhook. Written in the transaction that
+    caused it; sent after commit with retries and back-off; marked sent once, never resent."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index(
+            "ix_outbox_due",
+            "next_attempt_at",
+            sqlite_where=text("sent_at IS NULL"),
+            postgresql_where=text("sent_at IS NULL"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notification.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(20))  # email | webhook
+    address: Mapped[str] = mapped_column(String(300))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp())
+    sent_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+    notification: Mapped[Notification] = relationship()
+
+
+class ChannelPreference(Base):
+    """A person's choice for a channel: on or off, and where (an e-mail address, a webhook URL).
+    In-app notices are always kept; e-mail goes to the person's address unless one is given."""
+
+    __tablename__ = "channel_preference"
+    __table_args__ = (UniqueConstraint("person_id", "channel"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    channel: Mapped[str] = mapped_column(String(20))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    address: Mapped[str] = mapped_column(String(300), default="")
+
+
+class CalendarRun(Base):
+    """A calendar rule that has run for a period (a yearly collection started, a yearly warning
+    sent): the unique key makes a second scheduler, or a restart, a no-op."""
+
+    __tablename__ = "calendar_run"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    at: Mapped[datetime] = mapped_column(Timestamp())

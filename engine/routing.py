@@ -97,6 +97,7 @@ def hand_out(
             now,
             plan_task_id=task.id,
             actor=actor,
+            jurisdiction_id=plan.jurisdiction_id,
         )
         for task in chosen
     ]

@@ -14,7 +14,7 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState as SpiffState
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from .clock import end_of_local_day, local_today
@@ -31,9 +31,13 @@ from .models import (
     PositionKind,
     ProcessVersion,
     TaskState,
+    Timer,
+    TimerKind,
+    TimerState,
     Unit,
 )
 from .specs import SERIALIZER_VERSION, SPEC_CACHE, Specs, dump_state, load_state, new_workflow
+from .timing import Rules, rules_for, running_at
 
 
 class ProcessError(DubanError):
@@ -56,6 +60,12 @@ class Actor:
 # disagrees with it.
 SaveHook = Callable[[Session, "Instance", BpmnWorkflow, datetime], None]
 ON_SAVE: dict[str, SaveHook] = {}
+# Per form: called after a step with that form was completed, in the same transaction
+# (engine.escalation tells the lead unit it was sent back, a branch its extension decision).
+CompleteHook = Callable[[Session, "Instance", "HumanTask", datetime], None]
+AFTER_COMPLETE: dict[str, CompleteHook] = {}
+# Called for every new human step, after it has its row (engine.escalation: task assigned).
+NEW_STEP: list[CompleteHook] = []
 
 
 def _specs(session: Session, version_id: int) -> Specs:
@@ -124,6 +134,7 @@ def _forget_transaction_cache(session: Session, transaction: Any) -> None:
     if transaction.parent is None:
         session.info.pop("duban.positions", None)
         session.info.pop("duban.versions", None)
+        session.info.pop("duban.rules", None)
 
 
 def _position_id(session: Session, task: Task, unit_id: Any, kind: Any) -> int:
@@ -187,8 +198,11 @@ def _sync(
         finished = _sync_children(session, instance, workflow, detached, now)
         for spiff_id, task in ready.items():
             if spiff_id not in mirrored and spiff_id not in detached:
-                session.add(_human_task(session, instance, workflow, task, now))
+                row = _human_task(session, instance, workflow, task, now)
+                session.add(row)
                 mirrored.add(spiff_id)
+                for hook in NEW_STEP:
+                    hook(session, instance, row, now)
         if not finished:
             return
         for task in finished:
@@ -320,14 +334,77 @@ def _resume_parent(session: Session, child: Instance, now: datetime) -> None:
         if running is not None:
             return
         parent = _lock_instance(session, child.parent_id)
-        workflow = load_workflow(session, parent)
-        _sync(session, parent, workflow, now, _human_ready(workflow))
-        _save(session, parent, workflow, now)
+        with running_at(now, _rules(session, parent)):
+            workflow = load_workflow(session, parent)
+            _sync(session, parent, workflow, now, _human_ready(workflow))
+            _save(session, parent, workflow, now)
         session.flush()
         child = parent
 
 
+def waiting_timers(workflow: BpmnWorkflow) -> dict[str, tuple[str, str, str, datetime]]:
+    """The workflow's waiting due-date timers: spiff task id -> (kind, element, host element,
+    next fire time). Read from the task tree; nothing is evaluated here."""
+    found = {}
+    for task in workflow.get_tasks(state=SpiffState.WAITING):
+        spec = task.task_spec
+        if not hasattr(spec, "event_definition"):
+            continue
+        kind = spec.extensions.get("properties", {}).get("escalation")
+        value = task._get_internal_data("event_value")
+        if isinstance(value, dict):  # a repeating timer: its next firing, while cycles remain
+            value = value.get("next") if value.get("cycles", 0) != 0 else None
+        if not kind or value is None:
+            continue
+        host = next(
+            (
+                c.task_spec.bpmn_id
+                for c in task.parent.children
+                if not hasattr(c.task_spec, "event_definition")
+            ),
+            "",
+        )
+        found[str(task.id)] = (kind, spec.bpmn_id, host or "", datetime.fromisoformat(value))
+    return found
+
+
+def _mirror_timers(session: Session, instance: Instance, workflow: BpmnWorkflow) -> None:
+    """Copy the waiting timers' fire times into `timer` (only what changed since the load)."""
+    now_waiting = waiting_timers(workflow)
+    before: dict[str, Any] = getattr(workflow, "duban_timers", {})
+    if now_waiting == before:
+        return
+    gone = [i for i in before if i not in now_waiting]
+    if gone:
+        session.execute(
+            update(Timer)
+            .where(Timer.spiff_task_id.in_(gone), Timer.state == TimerState.WAITING)
+            .values(state=TimerState.DONE)
+        )
+    for spiff_id, (kind, element, host, at) in now_waiting.items():
+        if spiff_id not in before:
+            session.add(
+                Timer(
+                    instance=instance,
+                    spiff_task_id=spiff_id,
+                    element_id=element,
+                    host_element_id=host,
+                    kind=TimerKind(kind),
+                    fire_at=at,
+                    state=TimerState.WAITING,
+                )
+            )
+        elif before[spiff_id][3] != at:
+            session.execute(
+                update(Timer)
+                .where(Timer.spiff_task_id == spiff_id)
+                .values(fire_at=at, fired=Timer.fired + 1)
+            )
+    workflow.duban_timers = now_waiting  # type: ignore[attr-defined]
+
+
 def _save(session: Session, instance: Instance, workflow: BpmnWorkflow, now: datetime) -> None:
+    _mirror_timers(session, instance, workflow)
     instance.state = dump_state(workflow)
     instance.serializer_version = SERIALIZER_VERSION
     instance.updated_at = now
@@ -356,9 +433,11 @@ def start_instance(
     actor: Actor | None = None,
     parent: Instance | None = None,
     parent_task: Task | None = None,
+    jurisdiction_id: int | None = None,
 ) -> Instance:
     """Start the latest version of `process_id` with `data` as its start data (as a child of
-    `parent` when it runs one branch of it)."""
+    `parent` when it runs one branch of it). `jurisdiction_id` says whose escalation rules
+    apply; a child inherits its parent's."""
     versions = _transaction_cache(session, "versions")
     if process_id not in versions:
         versions[process_id] = latest_version(session, process_id)
@@ -375,10 +454,42 @@ def start_instance(
         )
         if exists is not None:
             raise Conflict(f"{process_id} '{business_key}' was already started (instance {exists})")
+    if jurisdiction_id is None and parent is not None:
+        jurisdiction_id = parent.jurisdiction_id
+    with running_at(now, rules_for(session, jurisdiction_id, process_id)):
+        return _start(
+            session,
+            version,
+            process_id,
+            data,
+            business_key,
+            now,
+            plan_task_id,
+            actor,
+            parent,
+            parent_task,
+            jurisdiction_id,
+        )
+
+
+def _start(
+    session: Session,
+    version: ProcessVersion,
+    process_id: str,
+    data: dict[str, Any],
+    business_key: str,
+    now: datetime,
+    plan_task_id: int | None,
+    actor: Actor | None,
+    parent: Instance | None,
+    parent_task: Task | None,
+    jurisdiction_id: int | None,
+) -> Instance:
     workflow = new_workflow(_specs(session, version.id))
     workflow.get_tasks(state=SpiffState.READY)[0].set_data(**data)
     _run(workflow.do_engine_steps)
     instance = Instance(
+        jurisdiction_id=jurisdiction_id,
         process_version_id=version.id,
         process_id=process_id,
         business_key=business_key,
@@ -413,6 +524,50 @@ def element_properties(session: Session, instance: Instance, element_id: str) ->
     return {}
 
 
+@dataclass(frozen=True)
+class Fired:
+    kind: str  # reminder | overdue | urge | escalate
+    element_id: str  # the boundary event
+    host_element_id: str  # the step it is attached to
+
+
+def fire_timers(session: Session, instance_id: int, now: datetime) -> list[Fired]:
+    """Let the instance's due timers fire as of `now`, in the caller's transaction: lock the
+    instance, run SpiffWorkflow's timers at that instant, mirror, save. Idempotent: a timer
+    that has fired is no longer waiting, so a second call (another scheduler, a restart after a
+    crash) finds nothing to do."""
+    instance = _lock_instance(session, instance_id)
+    if instance.status != InstanceStatus.RUNNING:
+        session.execute(
+            update(Timer)
+            .where(Timer.instance_id == instance.id, Timer.state == TimerState.WAITING)
+            .values(state=TimerState.DONE)
+        )
+        return []
+    with running_at(now, _rules(session, instance)):
+        workflow = load_workflow(session, instance)
+        before = dict(workflow.duban_timers)  # type: ignore[attr-defined]
+        due = {i: t for i, t in before.items() if t[3] <= now}
+        if not due:
+            return []
+        mirrored = _human_ready(workflow)
+        workflow.refresh_timers()
+        _run(workflow.do_engine_steps)
+        after = waiting_timers(workflow)
+        fired = []
+        for spiff_id, (kind, element, host, at) in due.items():
+            if spiff_id not in after:
+                fired.append(Fired(kind, element, host))
+            elif after[spiff_id][3] > at:
+                # A repeating timer moved on (after downtime perhaps by several cadences):
+                # one reminder now, not a burst.
+                fired.append(Fired(kind, element, host))
+        _sync(session, instance, workflow, now, mirrored)
+        _save(session, instance, workflow, now)
+    session.flush()
+    return fired
+
+
 def cancel_instance(
     session: Session, instance_id: int, actor: Actor, now: datetime, reason: str = ""
 ) -> Instance:
@@ -429,7 +584,13 @@ def cancel_instance(
 
 
 def load_workflow(session: Session, instance: Instance) -> BpmnWorkflow:
-    return load_state(instance.state, _specs(session, instance.process_version_id))
+    workflow = load_state(instance.state, _specs(session, instance.process_version_id))
+    workflow.duban_timers = waiting_timers(workflow)  # type: ignore[attr-defined]
+    return workflow
+
+
+def _rules(session: Session, instance: Instance) -> Rules:
+    return rules_for(session, instance.jurisdiction_id, instance.process_id)
 
 
 def may_act(session: Session, actor: Actor, task: HumanTask) -> bool:
@@ -500,6 +661,19 @@ def complete_task(
             f"step {task.id} ({task.name}) is already {task.state.value}; nothing was changed"
         )
     clean = validate(FORMS[task.form], data, local_today(now))
+    with running_at(now, _rules(session, instance)):
+        _complete(session, instance, task, actor, clean, now)
+    return task
+
+
+def _complete(
+    session: Session,
+    instance: Instance,
+    task: HumanTask,
+    actor: Actor,
+    clean: dict[str, Any],
+    now: datetime,
+) -> None:
     workflow = load_workflow(session, instance)
     spiff_task = workflow.get_task_from_id(UUID(task.spiff_task_id))
     if spiff_task.state != SpiffState.READY:
@@ -519,7 +693,9 @@ def complete_task(
     _save(session, instance, workflow, now)
     session.flush()
     _resume_parent(session, instance, now)
-    return task
+    hook = AFTER_COMPLETE.get(task.form)
+    if hook is not None:
+        hook(session, instance, task, now)
 
 
 def owner(session: Session, task: HumanTask) -> str:

@@ -18,6 +18,8 @@ from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 
+from .timing import TIMER_FUNCTIONS
+
 Specs = tuple[BpmnProcessSpec, dict[str, BpmnProcessSpec]]
 
 # What scripts and expressions in deployed processes may use besides the task data.
@@ -25,6 +27,7 @@ SCRIPT_GLOBALS: dict[str, Any] = {
     "date": dt.date,
     "datetime": dt.datetime,
     "timedelta": dt.timedelta,
+    **TIMER_FUNCTIONS,  # escalation_at / urge_cycle: the due-date timers (engine.timing)
 }
 
 SCRIPT_ENGINE = PythonScriptEngine(environment=TaskDataEnvironment(dict(SCRIPT_GLOBALS)))

@@ -109,23 +109,23 @@ def _processes_with(tmp_path: Path, name: str, old: str, new: str) -> list[Path]
             "unit_contribution.bpmn",
             "action == 'request_extension'</bpmn:conditionExpression>",
             "action === 'x'</bpmn:conditionExpression>",
-            "unit_contribution.bpmn:33: element 'c_ext': condition is not valid",
+            "unit_contribution.bpmn:30: element 'c_ext': condition is not valid",
         ),
         (
             "unit_acknowledgement.bpmn",
-            '<spiffworkflow:property name="due" value="due" />',
-            '<spiffworkflow:property name="due" value="due +" />',
-            "unit_acknowledgement.bpmn:12: element 'acknowledge': property 'due' is not valid",
+            '<spiffworkflow:property name="due" value="due"/>',
+            '<spiffworkflow:property name="due" value="due +"/>',
+            "unit_acknowledgement.bpmn:9: element 'acknowledge': property 'due' is not valid",
         ),
         (
             "task_routing.bpmn",
-            '<spiffworkflow:property name="form" value="plan" />',
+            '<spiffworkflow:property name="form" value="plan"/>',
             '<spiffworkflow:property name="form" value="nonsense" />',
             "element 'set_plan': unknown form 'nonsense'",
         ),
         (
             "task_routing.bpmn",
-            '<spiffworkflow:property name="form" value="review" />',
+            '<spiffworkflow:property name="form" value="review"/>',
             "",
             "element 'review': user task lacks properties form",
         ),
@@ -135,7 +135,7 @@ def _processes_with(tmp_path: Path, name: str, old: str, new: str) -> list[Path]
             '<spiffworkflow:property name="inputz"',
             "element 'acknowledgements': a manual task is a detached call and needs",
         ),
-        ("task_routing.bpmn", 'targetRef="review" />', 'targetRef="nowhere" />', "nowhere"),
+        ("task_routing.bpmn", 'targetRef="review"/>', 'targetRef="nowhere"/>', "nowhere"),
     ],
 )
 def test_problems_the_parser_leaves_to_run_time_are_caught_at_deploy(
