@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import generate_password_hash
 
 from engine import clock, db
@@ -37,6 +37,10 @@ class Context:
         if self._engine is None:
             self._engine = db.make_engine(self.url)
         return self._engine
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        return db.session_factory(self.engine)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -417,12 +421,22 @@ def hand_over_cmd(ctx: Context, unit_name: str, kind: str, successor: str, title
     help="Migrate and load the seed data first.",
 )
 @click.option("--demo", is_flag=True, help="Create demo sign-ins when seeding.")
+@click.option(
+    "--scheduler/--no-scheduler",
+    default=True,
+    show_default=True,
+    help="Run the scheduler (reminders, escalations, e-mail) inside this process.",
+)
 @pass_ctx
-def serve_cmd(ctx: Context, host: str, port: int, do_seed: bool, demo: bool) -> None:
+def serve_cmd(
+    ctx: Context, host: str, port: int, do_seed: bool, demo: bool, scheduler: bool
+) -> None:
     """Run duban on this machine (the embedded default; use gunicorn in production)."""
     from werkzeug.serving import run_simple
 
     from web import create_app
+
+    from .scheduler import Jobs, build
 
     if do_seed:
         db.upgrade(ctx.engine)
@@ -431,8 +445,32 @@ def serve_cmd(ctx: Context, host: str, port: int, do_seed: bool, demo: bool) -> 
             for line in demo_accounts(session) if demo else []:
                 click.echo(line)
     app = create_app({"DATABASE_URL": ctx.url})
+    if scheduler:
+        background = build(Jobs(ctx.sessions, base_url=f"http://{host}:{port}"), blocking=False)
+        background.start()
     click.echo(f"duban on http://{host}:{port}/ ({ctx.url})")
     run_simple(host, port, app, threaded=True)
+
+
+@main.command("scheduler")
+@click.option("--once", is_flag=True, help="Run every job once and exit (for cron or a check).")
+@click.option(
+    "--base-url", default="", help="Prefix for links in e-mails, e.g. https://duban.example"
+)
+@pass_ctx
+def scheduler_cmd(ctx: Context, once: bool, base_url: str) -> None:
+    """Fire due reminders and escalations, send the outbox, start the yearly collections."""
+    import logging
+
+    from .scheduler import Jobs, build
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    jobs = Jobs(ctx.sessions, base_url=base_url)
+    if once:
+        jobs.once()
+        return
+    click.echo(f"duban scheduler on {ctx.url}")
+    build(jobs, blocking=True).start()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -100,7 +100,12 @@ def _validate_directory(doc: dict[str, Any], known_codes: set[str]) -> list[str]
         for key, value in row.items():
             if key == "jurisdiction":
                 continue
-            if key not in SETTING_CHECKS:
+            if key.startswith("escalation.") and key.count(".") == 2:
+                rule = "escalation." + key.rsplit(".", 1)[1]
+                reason = SETTING_CHECKS[rule](value) if rule in SETTING_CHECKS else "is unknown"
+                if reason is not None:
+                    problems.append(f"{where}: '{key}' {reason}")
+            elif key not in SETTING_CHECKS:
                 problems.append(f"{where}: unknown setting '{key}'")
             elif (reason := SETTING_CHECKS[key](value)) is not None:
                 problems.append(f"{where}: '{key}' {reason}")
@@ -126,8 +131,20 @@ def _month_day(value: Any) -> str | None:
 
 
 # Settings a jurisdiction may set in its directory file, with their checks (value → reason).
+def _days(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 366:
+        return f"must be a whole number of days from 0 to 366, not '{value}'"
+    return None
+
+
 SETTING_CHECKS: dict[str, Any] = {
     "yearly_meeting_by": _month_day,  # the yearly comprehensive joint meeting is due by then
+    "report_collection_by": _month_day,  # townships / counties report the year's work by then
+    "report_collection_lead_days": _days,  # the collection starts this many days before
+    # Due-date timers (engine.timing); `escalation.<process>.<rule>` overrides per process.
+    "escalation.reminder_days": _days,
+    "escalation.urge_every_days": _days,
+    "escalation.grace_days": _days,
 }
 
 

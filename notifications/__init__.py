@@ -1,2 +1,5 @@
-"""Notifications (in-app, e-mail, webhook) react to engine events after commit. Built with the
-escalation work; the engine does not depend on this package."""
+"""Delivering duban's notifications: message templates per event and language, the channels
+(in-app, e-mail over SMTP, webhook), and the outbox that sends after commit with retries.
+
+The engine writes what is to be said (engine.notify) in the transaction that causes it; this
+package renders and sends it, and never writes workflow state."""

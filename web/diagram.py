@@ -501,12 +501,21 @@ def _taken(tasks: Iterable[Task]) -> frozenset[tuple[str, str]]:
     """A flow was taken when a task of its target hangs under a completed task of its source
     (a merged branch of a parallel join is cancelled, having arrived)."""
     return frozenset(
-        (task.parent.task_spec.bpmn_id, task.task_spec.bpmn_id)
+        (source.task_spec.bpmn_id, task.task_spec.bpmn_id)
         for task in tasks
-        if task.parent is not None
-        and task.parent.state == SpiffState.COMPLETED
+        if (source := _source(task)) is not None
+        and source.state == SpiffState.COMPLETED
         and (task.state in REACHED or _merged(task))
     )
+
+
+def _source(task: Task) -> Task | None:
+    """The element a task came from: its parent, skipping the engine's own structural tasks
+    (a step with boundary events hangs under an unnamed split)."""
+    parent = task.parent
+    while parent is not None and parent.task_spec.bpmn_id is None:
+        parent = parent.parent
+    return parent
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,9 @@ def render_task(
         template,
         application_context=application,
         minutes_context=minutes,
+        can_remind=task.state.value == "ready"
+        and task.position_id is not None
+        and task.instance.jurisdiction_id in current_viewer().office_jurisdiction_ids,
         task=task,
         item=(item := load_item(session, root)),
         step_names={s.id: f"{s.name}（{unit_label(s)}）" for s in item.steps},

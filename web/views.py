@@ -12,6 +12,7 @@ from flask_login import current_user
 from engine.access import Urgency, inbox, urgency
 from engine.assistance import news_count
 from engine.clock import LOCAL_TZ, as_utc, utcnow
+from engine.notify import unread_count
 
 from . import get_session
 
@@ -50,4 +51,5 @@ def init_app(app: Flask) -> None:
                 _, shared["inbox_count"] = inbox(get_session(), viewer, utcnow(), limit=0)
             else:
                 shared["news_count"] = news_count(get_session(), viewer.account_id)
+            shared["unread_count"] = unread_count(get_session(), viewer.person_id)
         return shared

@@ -30,6 +30,7 @@ from web.diagram import (
 SVG = "http://www.w3.org/2000/svg"
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 FLOW_NODES = (
+    "boundaryEvent",
     "startEvent",
     "endEvent",
     "userTask",
@@ -94,11 +95,18 @@ def test_item_diagram_shows_where_the_item_stands(seeded, clock):
     assert _count(before, "acknowledgements") == f"0/{len(acks)}"
     assert _states(late_acks)["acknowledgements"] == State.OVERDUE  # a branch's step is late
     assert of_branch.get("data-process") == "task_routing"
-    assert _states(one_unit) == {
+    states = _states(one_unit)
+    timers = {k: v for k, v in states.items() if k.startswith("acknowledge_")}
+    assert {k: v for k, v in states.items() if k not in timers} == {
         "received": "done",
         "acknowledge": "active",
         "acknowledged": "idle",
     }
+    # The step's due-date timers wait on it; what they lead to has not happened.
+    assert {k: v for k, v in timers.items() if not k.endswith("_done")} == {
+        f"acknowledge_{kind}": "active" for kind in ("reminder", "overdue", "urge", "escalate")
+    }
+    assert {v for k, v in timers.items() if k.endswith("_done")} == {"idle"}
 
     for step in acks:
         act(seeded, step, clock)
