@@ -33,7 +33,9 @@ def _q(ns: str, tag: str) -> str:
 
 
 def _shape(plane: etree._Element, element_id: str, x: float, y: float, w: float, h: float) -> None:
-    shape = etree.SubElement(plane, _q(DI, "BPMNShape"), id=f"{element_id}_di", bpmnElement=element_id)
+    shape = etree.SubElement(
+        plane, _q(DI, "BPMNShape"), id=f"{element_id}_di", bpmnElement=element_id
+    )
     etree.SubElement(shape, _q(DC, "Bounds"), x=str(x), y=str(y), width=str(w), height=str(h))
 
 
@@ -65,7 +67,8 @@ def add_timers(path: Path) -> int:
             if shape is not None:
                 host = tuple(float(shape.get(k, "0")) for k in ("x", "y", "width", "height"))
         for n, (kind, name, timer_tag, expression) in enumerate(TIMERS):
-            event_id, flow_id, end_id = f"{task_id}_{kind}", f"{task_id}_{kind}_flow", f"{task_id}_{kind}_done"
+            event_id = f"{task_id}_{kind}"
+            flow_id, end_id = f"{event_id}_flow", f"{event_id}_done"
             event = etree.SubElement(
                 process,
                 _q(BPMN, "boundaryEvent"),
@@ -80,15 +83,24 @@ def add_timers(path: Path) -> int:
             etree.SubElement(event, _q(BPMN, "outgoing")).text = flow_id
             definition = etree.SubElement(event, _q(BPMN, "timerEventDefinition"))
             etree.SubElement(definition, _q(BPMN, timer_tag)).text = expression.replace("DUE", due)
-            etree.SubElement(process, _q(BPMN, "sequenceFlow"), id=flow_id, sourceRef=event_id, targetRef=end_id)
+            etree.SubElement(
+                process, _q(BPMN, "sequenceFlow"), id=flow_id, sourceRef=event_id, targetRef=end_id
+            )
             end = etree.SubElement(process, _q(BPMN, "endEvent"), id=end_id, name=name)
             etree.SubElement(end, _q(BPMN, "incoming")).text = flow_id
             if plane is not None and host is not None:
-                x, y, w, h = host
-                cx = x + 8 + n * 22
-                _shape(plane, event_id, cx - 9, y + h - 9, 18, 18)
-                _shape(plane, end_id, cx - 9 + n * 30, y + h + 60, 18, 18)
-                _edge(plane, flow_id, [(cx, y + h + 9), (cx, y + h + 40), (cx + n * 30, y + h + 40), (cx + n * 30, y + h + 60)])
+                x, y, _w, h = host
+                cx, bottom = x + 8 + n * 22, y + h
+                end_x = cx + n * 30
+                _shape(plane, event_id, cx - 9, bottom - 9, 18, 18)
+                _shape(plane, end_id, end_x - 9, bottom + 60, 18, 18)
+                route = [
+                    (cx, bottom + 9),
+                    (cx, bottom + 40),
+                    (end_x, bottom + 40),
+                    (end_x, bottom + 60),
+                ]
+                _edge(plane, flow_id, route)
             added += 1
     if added:
         etree.indent(tree, space="  ")

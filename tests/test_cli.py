@@ -95,3 +95,26 @@ def test_hand_out_everything_left(duban, sessions):
     with sessions() as s:
         top_level = select(func.count()).select_from(Instance).where(Instance.parent_id.is_(None))
         assert s.scalar(top_level) == 29
+
+
+def test_scheduler_once_runs_every_job_and_repeats_nothing(duban, sessions):
+    from engine.models import CalendarRun, HistoryEntry
+
+    assert duban("seed").exit_code == 0
+    assert duban("hand-out", "weixi-2023-15", "--task", "7").exit_code == 0
+    first = duban("scheduler", "--once")
+    assert first.exit_code == 0, first.output
+
+    def counts() -> tuple[int, int]:
+        with sessions() as s:
+            runs = s.scalar(select(func.count()).select_from(CalendarRun)) or 0
+            fired = s.scalar(
+                select(func.count())
+                .select_from(HistoryEntry)
+                .where(HistoryEntry.action.in_(("reminded", "overdue", "urged", "escalated")))
+            )
+        return runs, fired or 0
+
+    before = counts()
+    assert duban("scheduler", "--once").exit_code == 0
+    assert counts() == before  # whatever ran today does not run again
