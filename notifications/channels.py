@@ -10,7 +10,6 @@ import ssl
 import urllib.request
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import make_msgid
 from typing import Any, Protocol
 
 
@@ -58,8 +57,9 @@ class EmailChannel:
         s = self.settings
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = s.sender, address, subject
-        # One id per outbox row: a receiving server can tell a retry from a new message.
-        message["Message-ID"] = make_msgid(f"duban.outbox.{payload.get('outbox_id', 0)}")
+        # One id per outbox row, the same on every attempt: a retry is recognisable as one.
+        domain = s.sender.rpartition("@")[2] or "duban"
+        message["Message-ID"] = f"<duban-outbox-{payload.get('outbox_id', 0)}@{domain}>"
         message.set_content(body)
         if s.tls == "ssl":
             client: smtplib.SMTP = smtplib.SMTP_SSL(

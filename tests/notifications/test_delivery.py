@@ -128,6 +128,7 @@ def test_smtp_down_for_an_hour_then_everything_arrives_once(seeded, clock, smtp_
         controller.stop()
     assert (up.sent, again.sent) == (2, 0)
     assert sorted(m["To"] for m in inbox.messages) == ["jia@example.cn", "yi@example.cn"]
+    assert all(m["Message-ID"].startswith("<duban-outbox-") for m in inbox.messages)
     subject = _subject(inbox.messages[0])
     assert subject == "【督办】已逾期：签收（县农业农村局）"
     body = inbox.messages[0].get_payload(decode=True).decode()
