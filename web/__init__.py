@@ -70,7 +70,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         if session is not None:
             session.close()
 
-    from . import admin, api, assistance, meetings, notices
+    from . import admin, api, assistance, dashboard, meetings, notices
     from .overview import bp as overview_bp
     from .tasks import bp as tasks_bp
 
@@ -81,6 +81,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     assistance.init_app(app)
     meetings.init_app(app)
     notices.init_app(app)
+    dashboard.init_app(app)
     api.init_app(app)
     return app
 

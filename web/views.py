@@ -47,6 +47,7 @@ def init_app(app: Flask) -> None:
             viewer = current_viewer()
             # Applicants hold no position: their screens are the portal's, not the inbox.
             shared["is_staff"] = bool(viewer.seats) or viewer.is_admin
+            shared["show_dashboard"] = viewer.is_office or bool(viewer.head_unit_ids)
             if shared["is_staff"]:
                 _, shared["inbox_count"] = inbox(get_session(), viewer, utcnow(), limit=0)
             else:

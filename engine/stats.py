@@ -1,0 +1,251 @@
+"""What the office director watches: counts by list and by unit, from the mirrored steps (never
+a workflow), computed in the database so the page stays fast at a hundred thousand items.
+
+A unit's role in a step is its role in the step's item (牵头 / 配合 / 落实, from the list); the
+office's own steps (review, extension decisions) count under the office. Overdue: open past its
+due time. Due soon: open and due within three days. On time: completed by its due time (a step
+with no due time is on time). Days overdue: for each late step, from its due time to its
+completion (or to now while it is open), averaged. Sent back: consolidations beyond the first
+of an item."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import String, and_, case, cast, func, literal, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from .access import DUE_SOON
+from .models import (
+    HumanTask,
+    Instance,
+    Plan,
+    PlanTask,
+    PlanTaskUnit,
+    TaskState,
+    Unit,
+)
+
+ROLES = ("lead", "support", "implement", "office")
+
+
+@dataclass(frozen=True)
+class Filters:
+    jurisdiction_ids: tuple[int, ...] = ()  # the office's (required: the scope of the view)
+    plan_key: str | None = None
+    unit_id: int | None = None
+    status: str | None = None  # open | overdue | due_soon | completed
+    since: date | None = None  # steps created on or after
+    until: date | None = None  # ... and before the day after
+
+
+@dataclass
+class Counts:
+    open: int = 0
+    due_soon: int = 0
+    overdue: int = 0
+    completed: int = 0
+    on_time: int = 0
+    sent_back: int = 0
+    late_days: float = 0.0  # summed over late steps
+    late: int = 0
+
+    @property
+    def on_time_rate(self) -> float | None:
+        return self.on_time / self.completed if self.completed else None
+
+    @property
+    def green(self) -> int:
+        return self.open - self.overdue - self.due_soon
+
+    @property
+    def average_days_overdue(self) -> float | None:
+        return self.late_days / self.late if self.late else None
+
+    def add(self, other: Counts) -> None:
+        for name in ("open", "due_soon", "overdue", "completed", "on_time", "sent_back", "late"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.late_days += other.late_days
+
+
+@dataclass
+class UnitRow:
+    unit_id: int
+    unit: str
+    by_role: dict[str, Counts] = field(default_factory=dict)
+
+    @property
+    def total(self) -> Counts:
+        total = Counts()
+        for counts in self.by_role.values():
+            total.add(counts)
+        return total
+
+
+@dataclass
+class Dashboard:
+    lists: list[tuple[Plan, Counts]]
+    units: list[UnitRow]
+    completions_by_week: list[tuple[date, int]]
+    totals: Counts
+
+
+def _days(session: Session, later: Any, earlier: Any) -> Any:
+    """(later - earlier) in days, in SQL, on either backend."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", later - earlier) / 86400.0
+    return func.julianday(later) - func.julianday(earlier)
+
+
+def _steps(filters: Filters) -> Any:
+    """Steps of routed items in scope, with their item's plan and the unit's role in it."""
+    root = aliased(Instance)
+    ptu = aliased(PlanTaskUnit)
+    # The enum's stored value as plain text, so 'office' can stand beside lead/support/implement.
+    role = func.coalesce(cast(ptu.role, String), literal("office"))
+    query: Any = (
+        select(HumanTask, Plan.id.label("plan_id"), role.label("role"))
+        .join(Instance, Instance.id == HumanTask.instance_id)
+        .join(root, root.id == Instance.root_id)
+        .join(PlanTask, PlanTask.id == root.plan_task_id)
+        .join(Plan, Plan.id == PlanTask.plan_id)
+        .outerjoin(ptu, and_(ptu.plan_task_id == PlanTask.id, ptu.unit_id == HumanTask.unit_id))
+        .where(
+            Plan.jurisdiction_id.in_(filters.jurisdiction_ids),
+            HumanTask.state != TaskState.CANCELLED,
+            HumanTask.unit_id.is_not(None),
+        )
+    )
+    if filters.plan_key:
+        query = query.where(Plan.key == filters.plan_key)
+    if filters.unit_id is not None:
+        query = query.where(HumanTask.unit_id == filters.unit_id)
+    return query
+
+
+def _status(query: Any, filters: Filters, now: datetime) -> Any:
+    soon = now + DUE_SOON
+    if filters.status == "open":
+        query = query.where(HumanTask.state == TaskState.READY)
+    elif filters.status == "overdue":
+        query = query.where(HumanTask.state == TaskState.READY, HumanTask.due_at < now)
+    elif filters.status == "due_soon":
+        query = query.where(
+            HumanTask.state == TaskState.READY, HumanTask.due_at >= now, HumanTask.due_at <= soon
+        )
+    elif filters.status == "completed":
+        query = query.where(HumanTask.state == TaskState.COMPLETED)
+    return query
+
+
+def _dated(query: Any, filters: Filters) -> Any:
+    from .clock import end_of_local_day
+
+    if filters.since is not None:
+        query = query.where(
+            HumanTask.created_at > end_of_local_day(filters.since - timedelta(days=1))
+        )
+    if filters.until is not None:
+        query = query.where(HumanTask.created_at <= end_of_local_day(filters.until))
+    return query
+
+
+def dashboard(session: Session, filters: Filters, now: datetime) -> Dashboard:
+    base = _dated(_status(_steps(filters), filters, now), filters)
+    steps = base.subquery()
+    ready = steps.c.state == TaskState.READY.value
+    done = steps.c.state == TaskState.COMPLETED.value
+    late_open = and_(ready, steps.c.due_at < now)
+    late_done = and_(done, steps.c.due_at.is_not(None), steps.c.completed_at > steps.c.due_at)
+    days = case(
+        (late_open, _days(session, literal(now), steps.c.due_at)),
+        (late_done, _days(session, steps.c.completed_at, steps.c.due_at)),
+        else_=0.0,
+    )
+
+    def one(flag: Any) -> Any:
+        return func.sum(case((flag, 1), else_=0))
+
+    columns = (
+        one(ready),
+        one(and_(ready, steps.c.due_at >= now, steps.c.due_at <= now + DUE_SOON)),
+        one(late_open),
+        one(done),
+        one(and_(done, or_(steps.c.due_at.is_(None), steps.c.completed_at <= steps.c.due_at))),
+        one(or_(late_open, late_done)),
+        func.sum(days),
+        one(steps.c.form == "consolidate"),
+        func.count(func.distinct(case((steps.c.form == "consolidate", steps.c.instance_id)))),
+    )
+
+    def counts(row: Any) -> Counts:
+        o, soon, over, comp, on_time, late, late_days, cons, cons_items = (x or 0 for x in row)
+        return Counts(
+            o, soon, over, comp, on_time, max(cons - cons_items, 0), float(late_days), late
+        )
+
+    by_unit: dict[int, UnitRow] = {}
+    names = dict(session.execute(select(Unit.id, Unit.name)).all())
+    for unit_id, role, *row in session.execute(
+        select(steps.c.unit_id, steps.c.role, *columns).group_by(steps.c.unit_id, steps.c.role)
+    ):
+        entry = by_unit.setdefault(unit_id, UnitRow(unit_id, names.get(unit_id, "?")))
+        entry.by_role[str(role)] = counts(row)
+    plans = {
+        p.id: p
+        for p in session.scalars(
+            select(Plan).where(Plan.jurisdiction_id.in_(filters.jurisdiction_ids))
+        )
+    }
+    lists = []
+    totals = Counts()
+    for plan_id, *row in session.execute(
+        select(steps.c.plan_id, *columns).group_by(steps.c.plan_id)
+    ):
+        c = counts(row)
+        totals.add(c)
+        lists.append((plans[plan_id], c))
+    lists.sort(key=lambda pc: pc[0].id)
+    weeks: dict[date, int] = defaultdict(int)
+    for (completed_at,) in session.execute(
+        select(steps.c.completed_at).where(done, steps.c.completed_at >= now - timedelta(weeks=12))
+    ):
+        day = completed_at.date()
+        weeks[day - timedelta(days=day.weekday())] += 1
+    start = (now - timedelta(weeks=11)).date()
+    monday = start - timedelta(days=start.weekday())
+    series = [
+        (monday + timedelta(weeks=i), weeks.get(monday + timedelta(weeks=i), 0)) for i in range(12)
+    ]
+    return Dashboard(
+        lists, sorted(by_unit.values(), key=lambda r: -r.total.overdue), series, totals
+    )
+
+
+SORT_KEYS = {
+    "overdue": lambda r: -r.total.overdue,
+    "open": lambda r: -r.total.open,
+    "due_soon": lambda r: -r.total.due_soon,
+    "sent_back": lambda r: -r.total.sent_back,
+    "on_time": lambda r: r.total.on_time_rate if r.total.on_time_rate is not None else 2.0,
+    "late_days": lambda r: -(r.total.average_days_overdue or 0.0),
+    "unit": lambda r: r.unit,
+}
+
+
+def sort_units(rows: list[UnitRow], key: str) -> list[UnitRow]:
+    return sorted(rows, key=SORT_KEYS.get(key, SORT_KEYS["overdue"]))
+
+
+def drill(
+    session: Session, filters: Filters, now: datetime, role: str | None = None, limit: int = 500
+) -> list[tuple[HumanTask, str]]:
+    """The steps behind a number: the same filters, newest due first."""
+    query = _dated(_status(_steps(filters), filters, now), filters)
+    rows = session.execute(
+        query.order_by(HumanTask.due_at.asc().nulls_last(), HumanTask.id).limit(limit)
+    ).all()
+    return [(task, str(r)) for task, _plan, r in rows if role is None or str(r) == role]

@@ -1,0 +1,72 @@
+"""The office director's dashboard through the Flask client: the numbers on the page, the unit
+head's narrower view, the drill-down, and the exports read back."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import timedelta
+
+from openpyxl import load_workbook
+
+from engine.clock import FixedClock, utcnow
+from engine.directory import find_unit
+from engine.routing import hand_out
+from tests.helpers import act, open_steps
+from tests.web.conftest import sign_in
+
+
+def _world(seeded) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """Task 4 handed out a week ago; the police bureau acknowledged in time, the rest are late."""
+    week_ago = FixedClock(utcnow() - timedelta(days=7))
+    with seeded.begin() as s:
+        (item,) = hand_out(s, "weixi-2023-15", [4], week_ago())
+        police = find_unit(s, "县公安局", "weixi").id
+        item_id = item.id
+    with seeded() as s:
+        steps = {t.unit_id: t for t in open_steps(s, item_id)}
+    act(seeded, steps[police], week_ago)
+    return len(steps), police
+
+
+def test_the_director_sees_the_numbers_and_drills_down(app, seeded, make_person) -> None:  # type: ignore[no-untyped-def]
+    app.config["WTF_CSRF_ENABLED"] = False
+    n, police = _world(seeded)
+    client = app.test_client()
+    sign_in(client, make_person("director", "县卫生健康局", "office_director"))
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert 'data-nav="dashboard"' in page
+
+    def total(name: str) -> str:
+        return re.search(rf'data-total="{name}">(?:<a[^>]*>)?([^<]+)<', page).group(1)
+
+    assert total("overdue") == str(n - 1) and total("completed") == "1"
+    assert total("due_soon") == "0" and total("on_time_rate") == "100%"
+    assert f'data-unit="{police}"' in page and 'id="chart-overdue"' in page and "<svg" in page
+    drill = client.get("/dashboard/steps?jurisdiction=weixi&status=overdue").get_data(as_text=True)
+    assert drill.count('data-step="') == n - 1
+    one = client.get(f"/dashboard?jurisdiction=weixi&unit={police}").get_data(as_text=True)
+    assert one.count('data-unit="') == 1
+    # Exports, read back.
+    raw = client.get("/dashboard/export.csv?jurisdiction=weixi").data.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(raw)))
+    assert rows[0][:3] == ["单位", "牵头·在办", "配合·在办"] and len(rows) == n + 1
+    book = load_workbook(io.BytesIO(client.get("/dashboard/export.xlsx?jurisdiction=weixi").data))
+    sheet = book.active
+    assert sheet.title == "按单位统计" and sheet.cell(1, 7).value == "已逾期"
+    overdue = {sheet.cell(r, 1).value: sheet.cell(r, 7).value for r in range(2, sheet.max_row + 1)}
+    assert sum(overdue.values()) == n - 1 and overdue["县公安局"] == 0
+
+
+def test_a_unit_head_sees_only_the_unit_and_a_liaison_nothing(app, seeded, make_person) -> None:  # type: ignore[no-untyped-def]
+    app.config["WTF_CSRF_ENABLED"] = False
+    _n, police = _world(seeded)
+    head, liaison = app.test_client(), app.test_client()
+    sign_in(head, make_person("police-head", "县公安局", "head"))
+    page = head.get(f"/dashboard?unit={police + 1}").get_data(as_text=True)
+    assert re.findall(r'data-unit="(\d+)"', page) == [str(police)]
+    assert 'id="f-unit"' not in page
+    sign_in(liaison, make_person("police-liaison", "县公安局"))
+    assert liaison.get("/dashboard").status_code == 403
+    assert liaison.get("/dashboard/export.csv").status_code == 403

@@ -1,0 +1,323 @@
+"""The office director's view (督办看板): totals and red / yellow / green by list, a table by unit
+with roles counted apart, charts, the steps behind every number with the actions on them, and
+the table as CSV or Excel. The office sees its jurisdictions; a unit head the same view limited
+to the unit."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+from typing import Any
+
+from flask import Blueprint, Response, abort, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import login_required
+from markupsafe import Markup, escape
+from sqlalchemy import select
+
+from engine.clock import utcnow
+from engine.models import Jurisdiction, Plan, PositionKind, Unit
+from engine.stats import ROLES, Counts, Dashboard, Filters, UnitRow, dashboard, drill, sort_units
+
+from . import get_session
+from .auth import current_viewer
+
+bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
+STATUSES = ("open", "overdue", "due_soon", "completed")
+ROLE_LABELS = {
+    "lead": _l("Lead"),
+    "support": _l("Supporting"),
+    "implement": _l("Implementing"),
+    "office": _l("Office"),
+}
+# Column headers of the exports, Chinese first: the tables go to member units as they are.
+EXPORT_HEADERS = (
+    "单位",
+    "牵头·在办",
+    "配合·在办",
+    "落实·在办",
+    "在办",
+    "即将到期",
+    "已逾期",
+    "退回",
+    "已办结",
+    "按时办结率",
+    "平均逾期天数",
+)
+
+
+class Scope:
+    """Whose figures the viewer may see, from the request's filters."""
+
+    def __init__(self) -> None:
+        viewer = current_viewer()
+        session = get_session()
+        self.heads = [s.unit_id for s in viewer.seats if s.kind == PositionKind.HEAD]
+        offices = sorted(viewer.office_jurisdiction_ids)
+        if not offices and not self.heads:
+            abort(403)
+        head_jurisdictions = list(
+            session.scalars(select(Unit.jurisdiction_id).where(Unit.id.in_(self.heads)))
+        )
+        self.jurisdictions = list(
+            session.scalars(
+                select(Jurisdiction)
+                .where(Jurisdiction.id.in_(offices + head_jurisdictions))
+                .order_by(Jurisdiction.id)
+            )
+        )
+        code = request.args.get("jurisdiction", "")
+        chosen = next((j for j in self.jurisdictions if j.code == code), self.jurisdictions[0])
+        self.jurisdiction = chosen
+        self.is_office = chosen.id in viewer.office_jurisdiction_ids
+        unit = request.args.get("unit", "")
+        unit_id = int(unit) if unit.isdigit() else None
+        if not self.is_office:  # a unit head: their unit only
+            own = [u for u in self.heads if unit_id in (None, u)]
+            unit_id = own[0] if own else self.heads[0]
+        status = request.args.get("status", "")
+        self.filters = Filters(
+            jurisdiction_ids=(chosen.id,),
+            plan_key=request.args.get("plan") or None,
+            unit_id=unit_id,
+            status=status if status in STATUSES else None,
+            since=_day("since"),
+            until=_day("until"),
+        )
+        self.sort = request.args.get("sort", "overdue")
+
+    def args(self, **override: Any) -> dict[str, Any]:
+        f = self.filters
+        values = {
+            "jurisdiction": self.jurisdiction.code,
+            "plan": f.plan_key or "",
+            "unit": f.unit_id or "",
+            "status": f.status or "",
+            "since": f.since.isoformat() if f.since else "",
+            "until": f.until.isoformat() if f.until else "",
+        }
+        values.update(override)
+        return {k: v for k, v in values.items() if v not in ("", None)}
+
+
+def _day(name: str) -> date | None:
+    try:
+        return date.fromisoformat(request.args.get(name, ""))
+    except ValueError:
+        return None
+
+
+@bp.get("")
+@login_required
+def index() -> str:
+    scope = Scope()
+    session = get_session()
+    board = dashboard(session, scope.filters, utcnow())
+    return render_template(
+        "dashboard/index.html",
+        scope=scope,
+        board=board,
+        units=sort_units(board.units, scope.sort),
+        plans=list(
+            session.scalars(
+                select(Plan).where(Plan.jurisdiction_id == scope.jurisdiction.id).order_by(Plan.id)
+            )
+        ),
+        unit_choices=list(
+            session.scalars(
+                select(Unit).where(Unit.jurisdiction_id == scope.jurisdiction.id).order_by(Unit.id)
+            )
+        ),
+        roles=ROLES,
+        role_labels={k: str(v) for k, v in ROLE_LABELS.items()},
+        charts=_charts(board, scope),
+        rate=_rate,
+        days=_days,
+    )
+
+
+@bp.get("/steps")
+@login_required
+def steps() -> str:
+    """The steps behind a number, each linking to its page (remind, decide, close there)."""
+    scope = Scope()
+    role = request.args.get("role")
+    rows = drill(get_session(), scope.filters, utcnow(), role if role in ROLES else None)
+    return render_template(
+        "dashboard/steps.html",
+        scope=scope,
+        rows=rows,
+        role=role,
+        role_labels={k: str(v) for k, v in ROLE_LABELS.items()},
+    )
+
+
+def _rate(value: float | None) -> str:
+    return f"{100 * value:.0f}%" if value is not None else "—"
+
+
+def _days(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "—"
+
+
+def _row(r: UnitRow) -> list[Any]:
+    t = r.total
+    return [
+        r.unit,
+        *(r.by_role.get(role, Counts()).open for role in ("lead", "support", "implement")),
+        t.open,
+        t.due_soon,
+        t.overdue,
+        t.sent_back,
+        t.completed,
+        _rate(t.on_time_rate),
+        _days(t.average_days_overdue),
+    ]
+
+
+@bp.get("/export.<fmt>")
+@login_required
+def export(fmt: str) -> Response:
+    scope = Scope()
+    board = dashboard(get_session(), scope.filters, utcnow())
+    rows = [_row(r) for r in sort_units(board.units, scope.sort)]
+    stem = f"duban-{scope.jurisdiction.code}-{utcnow():%Y%m%d}"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(EXPORT_HEADERS)
+        writer.writerows(rows)
+        # A byte-order mark so spreadsheet programs read the Chinese as UTF-8.
+        body = ("\ufeff" + buf.getvalue()).encode("utf-8")
+        return _download(body, "text/csv; charset=utf-8", f"{stem}.csv")
+    if fmt == "xlsx":
+        from openpyxl import Workbook
+
+        book = Workbook()
+        sheet = book.active
+        assert sheet is not None
+        sheet.title = "按单位统计"
+        sheet.append(list(EXPORT_HEADERS))
+        for row in rows:
+            sheet.append(row)
+        out = io.BytesIO()
+        book.save(out)
+        mime = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        return _download(out.getvalue(), mime, f"{stem}.xlsx")
+    abort(404)
+
+
+def _download(body: bytes, mime: str, name: str) -> Response:
+    response = Response(body, mimetype=mime)
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+# --- charts: server-rendered SVG ---------------------------------------------------------------
+
+COLOURS = {"red": "#c0392b", "yellow": "#d4a017", "green": "#2e8b57", "done": "#8aa"}
+
+
+def _bar_chart(title: str, rows: list[tuple[str, int, str]], colour: str) -> Markup:
+    """Horizontal bars, one per row (label, value, link)."""
+    width, label_w, bar_h = 640, 180, 22
+    top = max((v for _, v, _ in rows), default=0) or 1
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" '
+        f'viewBox="0 0 {width} {bar_h * len(rows) + 30}" width="100%">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for i, (label, value, link) in enumerate(rows):
+        y = 20 + i * bar_h
+        w = (width - label_w - 60) * value / top
+        parts.append(
+            f'<a href="{escape(link)}"><text x="{label_w - 6}" y="{y + 15}" text-anchor="end" '
+            f'font-size="12">{escape(label)}</text>'
+            f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{bar_h - 6}" '
+            f'fill="{colour}"/>'
+            f'<text x="{label_w + w + 4:.1f}" y="{y + 15}" font-size="12">{value}</text></a>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _stacked(title: str, rows: list[tuple[str, Counts]]) -> Markup:
+    width, label_w, bar_h = 640, 180, 24
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" '
+        f'viewBox="0 0 {width} {bar_h * len(rows) + 30}" width="100%">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for i, (label, c) in enumerate(rows):
+        y, x = 20 + i * bar_h, float(label_w)
+        total = (c.open + c.completed) or 1
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + 16}" text-anchor="end" font-size="12">'
+            f"{escape(label)}</text>"
+        )
+        for key, value in (
+            ("red", c.overdue),
+            ("yellow", c.due_soon),
+            ("green", c.green),
+            ("done", c.completed),
+        ):
+            w = (width - label_w - 20) * value / total
+            if w > 0:
+                parts.append(
+                    f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{bar_h - 6}" '
+                    f'fill="{COLOURS[key]}"><title>{value}</title></rect>'
+                )
+            x += w
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _weeks(title: str, series: list[tuple[date, int]]) -> Markup:
+    width, height = 640, 160
+    top = max((v for _, v in series), default=0) or 1
+    step = (width - 40) / max(len(series), 1)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" '
+        f'viewBox="0 0 {width} {height + 30}" width="100%">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for i, (monday, value) in enumerate(series):
+        h = (height - 20) * value / top
+        x = 30 + i * step
+        parts.append(
+            f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}" '
+            f'fill="{COLOURS["done"]}"><title>{monday}: {value}</title></rect>'
+            f'<text x="{x:.1f}" y="{height + 14}" font-size="10">{monday:%m-%d}</text>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _charts(board: Dashboard, scope: Scope) -> dict[str, Markup]:
+    late = [r for r in sort_units(board.units, "overdue") if r.total.overdue][:15]
+    return {
+        "overdue": _bar_chart(
+            _("Overdue steps by unit"),
+            [
+                (
+                    r.unit,
+                    r.total.overdue,
+                    url_for("dashboard.steps", **scope.args(unit=r.unit_id, status="overdue")),
+                )
+                for r in late
+            ],
+            COLOURS["red"],
+        ),
+        "lists": _stacked(
+            _("Where each list stands"),
+            [(p.list_title or p.title[:12], c) for p, c in board.lists],
+        ),
+        "weeks": _weeks(_("Steps completed per week"), board.completions_by_week),
+    }
+
+
+def init_app(app: Any) -> None:
+    app.register_blueprint(bp)
