@@ -137,6 +137,12 @@ def _days(value: Any) -> str | None:
     return None
 
 
+def _number(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1000:
+        return f"must be a number from 0 to 1000, not '{value}'"
+    return None
+
+
 SETTING_CHECKS: dict[str, Any] = {
     "yearly_meeting_by": _month_day,  # the yearly comprehensive joint meeting is due by then
     "report_collection_by": _month_day,  # townships / counties report the year's work by then
@@ -145,6 +151,10 @@ SETTING_CHECKS: dict[str, Any] = {
     "escalation.reminder_days": _days,
     "escalation.urge_every_days": _days,
     "escalation.grace_days": _days,
+    # The yearly timeliness score (engine.stats.ScoreFormula).
+    "score.base": _number,
+    "score.per_overdue_day": _number,
+    "score.per_send_back": _number,
 }
 
 

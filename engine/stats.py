@@ -249,3 +249,49 @@ def drill(
         query.order_by(HumanTask.due_at.asc().nulls_last(), HumanTask.id).limit(limit)
     ).all()
     return [(task, str(r)) for task, _plan, r in rows if role is None or str(r) == role]
+
+
+# --- the yearly timeliness score -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoreFormula:
+    """score = base × on-time rate − per_overdue_day × average days overdue
+    − per_send_back × items sent back, never below 0. Settings `score.base`,
+    `score.per_overdue_day`, `score.per_send_back` per jurisdiction."""
+
+    base: float = 100.0
+    per_overdue_day: float = 2.0
+    per_send_back: float = 5.0
+
+    @classmethod
+    def for_jurisdiction(cls, session: Session, jurisdiction_id: int) -> ScoreFormula:
+        from .models import JurisdictionSetting
+
+        values = dict(
+            session.execute(
+                select(JurisdictionSetting.key, JurisdictionSetting.value).where(
+                    JurisdictionSetting.jurisdiction_id == jurisdiction_id,
+                    JurisdictionSetting.key.like("score.%"),
+                )
+            ).all()
+        )
+        base = cls()
+        return cls(
+            **{
+                name: float(values.get(f"score.{name}", getattr(base, name)))
+                for name in ("base", "per_overdue_day", "per_send_back")
+            }
+        )
+
+    def score(self, counts: Counts) -> float | None:
+        """None for a unit with nothing completed and nothing late: nothing to judge."""
+        if not counts.completed and not counts.late:
+            return None
+        rate = counts.on_time_rate if counts.on_time_rate is not None else 0.0
+        value = (
+            self.base * rate
+            - self.per_overdue_day * (counts.average_days_overdue or 0.0)
+            - self.per_send_back * counts.sent_back
+        )
+        return round(max(value, 0.0), 1)

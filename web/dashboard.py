@@ -19,7 +19,17 @@ from sqlalchemy import select
 
 from engine.clock import utcnow
 from engine.models import Jurisdiction, Plan, PositionKind, Unit
-from engine.stats import ROLES, Counts, Dashboard, Filters, UnitRow, dashboard, drill, sort_units
+from engine.stats import (
+    ROLES,
+    Counts,
+    Dashboard,
+    Filters,
+    ScoreFormula,
+    UnitRow,
+    dashboard,
+    drill,
+    sort_units,
+)
 
 from . import get_session
 from .auth import current_viewer
@@ -150,6 +160,44 @@ def steps() -> str:
         scope=scope,
         rows=rows,
         role=role,
+        role_labels={k: str(v) for k, v in ROLE_LABELS.items()},
+    )
+
+
+@bp.get("/bulletin")
+@login_required
+def bulletin() -> str:
+    """通报: progress and overdue items by unit for a period (a calendar year by default), with
+    each unit's timeliness score and the formula; printable, or saved as PDF from the browser."""
+    scope = Scope()
+    if not scope.is_office:
+        abort(403)
+    today = utcnow().date()
+    since = scope.filters.since or date(today.year, 1, 1)
+    until = scope.filters.until or today
+    filters = Filters(
+        jurisdiction_ids=scope.filters.jurisdiction_ids,
+        plan_key=scope.filters.plan_key,
+        since=since,
+        until=until,
+    )
+    session = get_session()
+    now = utcnow()
+    board = dashboard(session, filters, now)
+    formula = ScoreFormula.for_jurisdiction(session, scope.jurisdiction.id)
+    overdue = drill(session, Filters(**{**filters.__dict__, "status": "overdue"}), now)
+    return render_template(
+        "dashboard/bulletin.html",
+        scope=scope,
+        board=board,
+        since=since,
+        until=until,
+        units=sort_units(board.units, "unit"),
+        formula=formula,
+        overdue=overdue,
+        now=now,
+        rate=_rate,
+        days=_days,
         role_labels={k: str(v) for k, v in ROLE_LABELS.items()},
     )
 

@@ -70,3 +70,26 @@ def test_a_unit_head_sees_only_the_unit_and_a_liaison_nothing(app, seeded, make_
     sign_in(liaison, make_person("police-liaison", "县公安局"))
     assert liaison.get("/dashboard").status_code == 403
     assert liaison.get("/dashboard/export.csv").status_code == 403
+
+
+def test_the_bulletin_scores_units_by_the_formula(app, seeded, make_person) -> None:  # type: ignore[no-untyped-def]
+    from engine.directory import jurisdiction
+    from engine.models import JurisdictionSetting
+
+    app.config["WTF_CSRF_ENABLED"] = False
+    n, police = _world(seeded)
+    with seeded.begin() as s:
+        weixi = jurisdiction(s, "weixi").id
+        s.add(JurisdictionSetting(jurisdiction_id=weixi, key="score.per_overdue_day", value="10"))
+    client = app.test_client()
+    sign_in(client, make_person("director", "县卫生健康局", "office_director"))
+    page = client.get("/dashboard/bulletin?jurisdiction=weixi").get_data(as_text=True)
+    assert "10.0 × 平均逾期天数" in page and 'id="bulletin-overdue"' in page
+    scores = dict(re.findall(r'data-unit="(\d+)">.*?<td data-score>([^<]+)<', page, re.S))
+    assert scores[str(police)] == "100.0"  # on time, never late
+    late = [v for k, v in scores.items() if k != str(police)]
+    # Open and 7 days late, nothing completed: 100 × 0 − 10 × 7 → 0.
+    assert len(late) == n - 1 and set(late) == {"0.0"}
+    head = app.test_client()
+    sign_in(head, make_person("police-head", "县公安局", "head"))
+    assert head.get("/dashboard/bulletin").status_code == 403
