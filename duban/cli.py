@@ -124,6 +124,46 @@ def import_cmd(ctx: Context, files: tuple[Path, ...]) -> None:
             click.echo(f"{path}: {result.plan_key}, {result.tasks} tasks, {state}")
 
 
+@main.command("import-excel")
+@click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--key", required=True, help="The list's key, e.g. weixi-2024-3.")
+@click.option("--title", required=True, help="The plan's title.")
+@click.option("--jurisdiction", required=True, help="Jurisdiction code, e.g. weixi.")
+@click.option("--document-number", default="", help="e.g. 维发〔2024〕3号")
+@click.option("--issued-on", type=click.DateTime(["%Y-%m-%d"]), default=None)
+@pass_ctx
+def import_excel_cmd(
+    ctx: Context,
+    path: Path,
+    key: str,
+    title: str,
+    jurisdiction: str,
+    document_number: str,
+    issued_on: Any,
+) -> None:
+    """Import a list from an Excel sheet laid out like the seeds (序号, 工作任务, 责任单位)."""
+    from engine.excel_import import import_workbook
+
+    with ctx.transaction() as session, click.progressbar(length=1, label="rows") as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
+
+        result = import_workbook(
+            session,
+            path,
+            key,
+            title,
+            jurisdiction,
+            document_number,
+            issued_on.date() if issued_on else None,
+            progress,
+        )
+    state = "imported" if result.changed else "unchanged"
+    click.echo(f"{path}: {result.plan_key}, {result.tasks} tasks, {state}")
+
+
 @main.command("deploy")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--by", default="cli", help="Recorded as the deployer.")

@@ -150,7 +150,12 @@ def _content_hash(plan: dict[str, Any], rows: list[TaskRow]) -> str:
 def import_plan(session: Session, path: Path) -> ImportResult:
     """Import a task list file. Every problem is reported together and nothing is written;
     importing an unchanged file again changes nothing."""
-    doc = read_toml(path)
+    return import_document(session, read_toml(path), str(path))
+
+
+def import_document(session: Session, doc: dict[str, Any], source: str) -> ImportResult:
+    """Import a list read from any source (a data file, an Excel sheet), all or nothing."""
+    path = source
     plan_doc, rows, problems = validate_plan(session, doc)
     if problems:
         raise ImportErrors(str(path), problems)
