@@ -29,7 +29,7 @@ from .runtime import (
 from .tasklists import get_plan, import_plan
 
 # Register their save hooks with the runtime (runtime.ON_SAVE) on any import.
-from . import assistance, escalation, meetings  # noqa: F401  isort: skip
+from . import assistance, escalation, indicators, meetings  # noqa: F401  isort: skip
 
 __all__ = [
     "Actor",

@@ -14,9 +14,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .clock import local_today
+from .indicators import request_report
 from .meetings import MEMBER_KINDS, yearly_rule
 from .models import (
     CalendarRun,
+    Indicator,
+    IndicatorTarget,
     Jurisdiction,
     JurisdictionSetting,
     Plan,
@@ -114,6 +117,20 @@ def run_calendar(session: Session, now: datetime) -> list[str]:
                 and _claim(session, key, now)
                 and start_report_collection(session, jurisdiction, today.year, deadline, now)
             ):
+                done.append(key)
+            # The year's indicator actuals are asked for in the same window.
+            key = f"indicators:{jurisdiction.code}:{today.year}"
+            targets = session.scalars(
+                select(Indicator)
+                .join(IndicatorTarget, IndicatorTarget.indicator_id == Indicator.id)
+                .where(
+                    Indicator.jurisdiction_id == jurisdiction.id, IndicatorTarget.year == today.year
+                )
+                .order_by(Indicator.id)
+            ).all()
+            if due and targets and _claim(session, key, now):
+                for indicator in targets:
+                    request_report(session, indicator, today.year, deadline, now)
                 done.append(key)
         if jurisdiction.office_unit_id is not None:
             rule = yearly_rule(session, jurisdiction, today)

@@ -109,6 +109,21 @@ def _validate_directory(doc: dict[str, Any], known_codes: set[str]) -> list[str]
                 problems.append(f"{where}: unknown setting '{key}'")
             elif (reason := SETTING_CHECKS[key](value)) is not None:
                 problems.append(f"{where}: '{key}' {reason}")
+    for i, ind in enumerate(doc.get("indicators", []), 1):
+        where = f"indicators[{i}] ({ind.get('code', '?')})"
+        for key in ("code", "name", "jurisdiction", "unit"):
+            if not ind.get(key):
+                problems.append(f"{where}: '{key}' is missing")
+        if (ind.get("jurisdiction", ""), ind.get("unit", "")) not in names:
+            problems.append(f"{where}: unknown unit '{ind.get('unit', '')}'")
+        if ind.get("direction", "at_least") not in ("at_least", "at_most"):
+            problems.append(f"{where}: 'direction' must be at_least or at_most")
+        targets = ind.get("targets", {})
+        if not isinstance(targets, dict) or not all(
+            str(y).isdigit() and isinstance(v, int | float) and not isinstance(v, bool)
+            for y, v in targets.items()
+        ):
+            problems.append(f"{where}: 'targets' must map years to numbers, e.g. {{2025 = 656}}")
     for i, a in enumerate(doc.get("assistance", []), 1):
         where = f"assistance[{i}] ({a.get('jurisdiction', '?')})"
         if a.get("jurisdiction") not in all_codes:
@@ -284,6 +299,14 @@ def load_directory(session: Session, path: Path, now: datetime) -> dict[str, int
     session.flush()
     counts["assistance settings"] = _load_assistance(session, doc, by_code)
     counts["settings"] = _load_settings(session, doc, by_code)
+    from .indicators import load_indicators
+
+    counts["indicators"] = 0
+    for code in {i["jurisdiction"] for i in doc.get("indicators", [])}:
+        rows = [i for i in doc["indicators"] if i["jurisdiction"] == code]
+        counts["indicators"] += load_indicators(
+            session, by_code[code], rows, lambda name, c=code: find_unit(session, name, c)
+        )
     session.flush()
     return counts
 

@@ -238,6 +238,11 @@ FORMS: dict[str, Form] = {
             "assist_decide", _decision("approve", "documents", "reject"), _reason_unless("approve")
         ),
         Form("assist_supply", (_text("note", required=True, max_length=2000),)),
+        # An indicator's actual for a year (processes/indicator_report.bpmn).
+        Form(
+            "indicator_report",
+            (Field("value", "money", required=True), _text("note", max_length=2000)),
+        ),
         # The joint meeting's minutes (processes/meeting_minutes.bpmn).
         Form("minutes_submit", (_text("note", max_length=2000),)),
         Form(

@@ -797,3 +797,53 @@ class CalendarRun(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
     at: Mapped[datetime] = mapped_column(Timestamp())
+
+
+# --- indicators (指标) --------------------------------------------------------------------------
+
+
+class Indicator(Base):
+    """A measurable target of a plan (childcare places, mortality rates ...): a target per year,
+    the actual reported by the responsible unit through a routed step."""
+
+    __tablename__ = "indicator"
+    __table_args__ = (UniqueConstraint("jurisdiction_id", "code"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdiction.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    measure: Mapped[str] = mapped_column(String(20), default="")  # 个, ‰, /10万, %
+    # at_least: the actual must reach the target; at_most: it must stay at or below it.
+    direction: Mapped[str] = mapped_column(String(10), default="at_least")
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"))  # who reports it
+    source: Mapped[str] = mapped_column(String(300), default="")
+
+    unit: Mapped[Unit] = relationship()
+    targets: Mapped[list[IndicatorTarget]] = relationship(
+        back_populates="indicator", order_by="IndicatorTarget.year", cascade="all, delete-orphan"
+    )
+
+
+class IndicatorTarget(Base):
+    __tablename__ = "indicator_target"
+    __table_args__ = (UniqueConstraint("indicator_id", "year"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    indicator_id: Mapped[int] = mapped_column(ForeignKey("indicator.id"))
+    year: Mapped[int] = mapped_column(Integer)
+    target: Mapped[Decimal] = mapped_column(Numeric(14, 3))
+
+    indicator: Mapped[Indicator] = relationship(back_populates="targets")
+
+
+class IndicatorActual(Base):
+    """What the responsible unit reported for a year (the latest report counts)."""
+
+    __tablename__ = "indicator_actual"
+    __table_args__ = (UniqueConstraint("indicator_id", "year"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    indicator_id: Mapped[int] = mapped_column(ForeignKey("indicator.id"))
+    year: Mapped[int] = mapped_column(Integer)
+    value: Mapped[Decimal] = mapped_column(Numeric(14, 3))
+    note: Mapped[str] = mapped_column(Text, default="")
+    human_task_id: Mapped[int | None] = mapped_column(ForeignKey("human_task.id"))
+    reported_at: Mapped[datetime] = mapped_column(Timestamp())

@@ -33,6 +33,7 @@ def answer(form: str, clock: FixedClock, **override: Any) -> dict[str, Any]:
         "minutes_review": {"decision": "agree"},
         "minutes_finalize": {},
         "minutes_sign": {"decision": "sign"},
+        "indicator_report": {"value": "1"},
     }
     return {**answers[form], **override}
 

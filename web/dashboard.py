@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
-from flask import Blueprint, Response, abort, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 from markupsafe import Markup, escape
 from sqlalchemy import select
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from engine.clock import utcnow
-from engine.models import Jurisdiction, Plan, PositionKind, Unit
+from engine.errors import Conflict
+from engine.indicators import request_report, standings
+from engine.models import Indicator, Jurisdiction, Plan, PositionKind, Unit
 from engine.stats import (
     ROLES,
     Counts,
@@ -125,10 +128,14 @@ def index() -> str:
     scope = Scope()
     session = get_session()
     board = dashboard(session, scope.filters, utcnow())
+    year = request.args.get("year", "")
+    indicator_year = int(year) if year.isdigit() and 2000 <= int(year) <= 2100 else utcnow().year
     return render_template(
         "dashboard/index.html",
         scope=scope,
         board=board,
+        indicator_year=indicator_year,
+        indicators=standings(session, scope.jurisdiction.id, indicator_year),
         units=sort_units(board.units, scope.sort),
         plans=list(
             session.scalars(
@@ -146,6 +153,38 @@ def index() -> str:
         rate=_rate,
         days=_days,
     )
+
+
+@bp.post("/indicators/<int:indicator_id>/request")
+@login_required
+def request_indicator(indicator_id: int) -> WerkzeugResponse:
+    """The office asks the responsible unit for an indicator's actual of a year."""
+    scope = Scope()
+    session = get_session()
+    indicator = session.get(Indicator, indicator_id)
+    if indicator is None or indicator.jurisdiction_id != scope.jurisdiction.id:
+        abort(404)
+    if not scope.is_office:
+        abort(403)
+    year_text = request.form.get("year", "")
+    year = int(year_text) if year_text.isdigit() else utcnow().year
+    due = _day_form("due") or (utcnow().date() + timedelta(days=14))
+    try:
+        request_report(session, indicator, year, due, utcnow())
+        session.commit()
+    except Conflict as exc:
+        session.rollback()
+        flash(str(exc), "error")
+    else:
+        flash(_("The unit is asked to report the figure."), "info")
+    return redirect(url_for("dashboard.index", **scope.args(year=year)) + "#indicators")
+
+
+def _day_form(name: str) -> date | None:
+    try:
+        return date.fromisoformat(request.form.get(name, ""))
+    except ValueError:
+        return None
 
 
 @bp.get("/steps")

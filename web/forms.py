@@ -27,6 +27,7 @@ FORM_TITLES = {
     "minutes_review": _l("Review of the minutes"),
     "minutes_finalize": _l("Final text, for signature"),
     "minutes_sign": _l("Sign-off (签发)"),
+    "indicator_report": _l("Indicator figure"),
 }
 FIELD_LABELS = {
     "note": _l("Note"),
@@ -48,6 +49,7 @@ FIELD_LABELS = {
     "verified_basic": _l("Basic medical insurance paid, per the settlement record (yuan)"),
     "verified_critical": _l("Critical-illness insurance paid, per the settlement record (yuan)"),
     "settlement_no": _l("Settlement record number"),
+    "value": _l("Value"),
 }
 CHOICE_LABELS = {
     "submit": _l("Submit"),

@@ -241,6 +241,7 @@ def test_entities_and_doctypes_are_refused(sessions, tmp_path, doctype):
 def test_the_shipped_processes_deploy(sessions):
     with sessions.begin() as s:
         assert [d.process_id for d in deploy_directory(s, PROCESSES)] == [
+            "indicator_report",
             "medical_assistance",
             "meeting_minutes",
             "task_routing",

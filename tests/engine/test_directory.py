@@ -82,6 +82,7 @@ def test_loading_a_directory_twice_changes_nothing(seeded, clock):
         "people": 0,
         "assistance settings": 0,
         "settings": 0,
+        "indicators": 0,
     }
 
 

@@ -9,6 +9,7 @@ import re
 from datetime import timedelta
 
 from openpyxl import load_workbook
+from sqlalchemy import select
 
 from engine.clock import FixedClock, utcnow
 from engine.directory import find_unit
@@ -93,3 +94,40 @@ def test_the_bulletin_scores_units_by_the_formula(app, seeded, make_person) -> N
     head = app.test_client()
     sign_in(head, make_person("police-head", "县公安局", "head"))
     assert head.get("/dashboard/bulletin").status_code == 403
+
+
+def test_indicators_target_against_actual(app, seeded, make_person) -> None:  # type: ignore[no-untyped-def]
+    from engine.models import HumanTask, TaskState
+
+    app.config["WTF_CSRF_ENABLED"] = False
+    client = app.test_client()
+    sign_in(client, make_person("director", "县卫生健康局", "office_director"))
+    page = client.get("/dashboard?jurisdiction=weixi&year=2025").get_data(as_text=True)
+    assert 'data-indicator="childcare_places"' in page and "656.0" in page
+    with seeded() as s:
+        from engine.models import Indicator
+
+        indicator_id = s.scalars(
+            select(Indicator.id).where(Indicator.code == "prenatal_screening")
+        ).one()
+    asked = client.post(
+        f"/dashboard/indicators/{indicator_id}/request?jurisdiction=weixi", data={"year": "2025"}
+    )
+    assert asked.status_code == 302
+    with seeded() as s:
+        step = s.scalars(
+            select(HumanTask).where(
+                HumanTask.element_id == "report_indicator", HumanTask.state == TaskState.READY
+            )
+        ).one()
+    act(seeded, step, FixedClock(utcnow()), value="76.5")
+    with seeded() as s:
+        check = s.scalars(
+            select(HumanTask).where(
+                HumanTask.element_id == "check_indicator", HumanTask.state == TaskState.READY
+            )
+        ).one()
+    act(seeded, check, FixedClock(utcnow()), decision="close")
+    page = client.get("/dashboard?jurisdiction=weixi&year=2025").get_data(as_text=True)
+    row = page.split('data-indicator="prenatal_screening"')[1].split("</tr>")[0]
+    assert "76.5" in row and "-3.5" in row and 'class="light red"' in row
