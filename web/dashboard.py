@@ -264,17 +264,69 @@ def _row(r: UnitRow) -> list[Any]:
     ]
 
 
+def _table(scope: Scope, name: str) -> tuple[str, tuple[str, ...], list[list[Any]]]:
+    """One of the page's tables as (sheet title, Chinese headers, rows)."""
+    session, now = get_session(), utcnow()
+    if name == "units":
+        board = dashboard(session, scope.filters, now)
+        return "按单位统计", EXPORT_HEADERS, [_row(r) for r in sort_units(board.units, scope.sort)]
+    if name == "lists":
+        board = dashboard(session, scope.filters, now)
+        rows = [
+            [p.title, c.open, c.overdue, c.due_soon, c.completed, _rate(c.on_time_rate)]
+            for p, c in board.lists
+        ]
+        return "按清单统计", ("清单", "在办", "已逾期", "即将到期", "已办结", "按时办结率"), rows
+    if name == "steps":
+        role = request.args.get("role")
+        steps = drill(session, scope.filters, now, role if role in ROLES else None)
+        rows = [
+            [
+                t.instance.business_key,
+                t.name,
+                t.unit.name if t.unit else "",
+                str(ROLE_LABELS.get(r, r)),
+                t.state.value,
+                t.due_at.isoformat() if t.due_at else "",
+            ]
+            for t, r in steps
+        ]
+        return "事项明细", ("事项", "环节", "单位", "角色", "状态", "办理时限"), rows
+    if name == "indicators":
+        year_text = request.args.get("year", "")
+        year = int(year_text) if year_text.isdigit() else now.year
+        rows = [
+            [
+                x.indicator.name,
+                x.indicator.measure,
+                year,
+                float(x.target) if x.target is not None else "",
+                float(x.actual) if x.actual is not None else "",
+                float(x.gap) if x.gap is not None else "",
+                x.indicator.unit.name,
+            ]
+            for x in standings(session, scope.jurisdiction.id, year)
+        ]
+        return (
+            "指标完成情况",
+            ("指标", "计量单位", "年度", "目标值", "完成值", "差距", "报送单位"),
+            rows,
+        )
+    abort(404)
+
+
 @bp.get("/export.<fmt>")
 @login_required
 def export(fmt: str) -> Response:
+    """Any table of the page (`table=units|lists|steps|indicators`) as CSV or Excel."""
     scope = Scope()
-    board = dashboard(get_session(), scope.filters, utcnow())
-    rows = [_row(r) for r in sort_units(board.units, scope.sort)]
-    stem = f"duban-{scope.jurisdiction.code}-{utcnow():%Y%m%d}"
+    name = request.args.get("table", "units")
+    title, headers, rows = _table(scope, name)
+    stem = f"duban-{scope.jurisdiction.code}-{name}-{utcnow():%Y%m%d}"
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(EXPORT_HEADERS)
+        writer.writerow(headers)
         writer.writerows(rows)
         # A byte-order mark so spreadsheet programs read the Chinese as UTF-8.
         body = ("\ufeff" + buf.getvalue()).encode("utf-8")
@@ -285,8 +337,8 @@ def export(fmt: str) -> Response:
         book = Workbook()
         sheet = book.active
         assert sheet is not None
-        sheet.title = "按单位统计"
-        sheet.append(list(EXPORT_HEADERS))
+        sheet.title = title
+        sheet.append(list(headers))
         for row in rows:
             sheet.append(row)
         out = io.BytesIO()

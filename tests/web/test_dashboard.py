@@ -58,6 +58,17 @@ def test_the_director_sees_the_numbers_and_drills_down(app, seeded, make_person)
     assert sheet.title == "按单位统计" and sheet.cell(1, 7).value == "已逾期"
     overdue = {sheet.cell(r, 1).value: sheet.cell(r, 7).value for r in range(2, sheet.max_row + 1)}
     assert sum(overdue.values()) == n - 1 and overdue["县公安局"] == 0
+    # Every table of the page exports, with Chinese headers.
+    for table, first in (("lists", "清单"), ("steps", "事项"), ("indicators", "指标")):
+        data = client.get(f"/dashboard/export.csv?jurisdiction=weixi&table={table}").data
+        assert next(csv.reader(io.StringIO(data.decode("utf-8-sig"))))[0] == first
+    steps = load_workbook(
+        io.BytesIO(
+            client.get("/dashboard/export.xlsx?jurisdiction=weixi&table=steps&status=overdue").data
+        )
+    ).active
+    assert steps.title == "事项明细" and steps.max_row == n  # a header and the n - 1 late steps
+    assert client.get("/dashboard/export.csv?table=nonsense").status_code == 404
 
 
 def test_a_unit_head_sees_only_the_unit_and_a_liaison_nothing(app, seeded, make_person) -> None:  # type: ignore[no-untyped-def]
