@@ -718,6 +718,7 @@ class PartA:
     results: list[InboxResult]
     ready_total: int
     load_before: str
+    dashboard: Timing | None = None
 
 
 def viewers(session: Session) -> list[Who]:
@@ -755,9 +756,26 @@ def part_a(args: argparse.Namespace, answer: Answer) -> PartA:
                 )
             share = unit_share(factory, LIAISON_UNIT)
             results = measure_all(engine, factory, whos, args)
+            board = measure_dashboard(factory, whos[1], args)
         finally:
             engine.dispose()
-    return PartA(loaded, share, results, int(ready_total or 0), load_before)
+    return PartA(loaded, share, results, int(ready_total or 0), load_before, board)
+
+
+def measure_dashboard(
+    factory: sessionmaker[Session], director: Who, args: argparse.Namespace
+) -> Timing:
+    """The office director's dashboard (`GET /dashboard`) over every item of the jurisdiction."""
+    print("  timing the dashboard ...", file=sys.stderr)
+    client = signed_in(web_app(factory, args.workdir), director.login)
+    url = f"/dashboard?jurisdiction={OFFICE_JURISDICTION}"
+
+    def page() -> None:
+        response = client.get(url)
+        if response.status_code != 200 or b'id="by-unit"' not in response.data:
+            raise RuntimeError(f"GET {url}: {response.status_code}")
+
+    return timed(args.page_runs, page, args.budget)
 
 
 def web_app(factory: sessionmaker[Session], workdir: Path) -> Flask:
@@ -1374,6 +1392,16 @@ def render_a(a: PartA, args: argparse.Namespace) -> list[str]:
         "|---|---:|",
         *[f"| {name} | {sec:.1f} |" for name, sec in loaded.seconds.items()],
         "",
+        *(
+            [
+                f"Dashboard (`GET /dashboard`, office director, {len(a.dashboard.samples)} runs): "
+                f"p50 {ms(a.dashboard.p50)} ms, p95 {ms(a.dashboard.p95)} ms "
+                f"(target p95 < 300 ms: {verdict(a.dashboard.p95 < 0.3)}).",
+                "",
+            ]
+            if a.dashboard
+            else []
+        ),
         "Table sizes (pg_total_relation_size): "
         + ", ".join(f"`{t}` {b / 2**20:,.0f} MiB" for t, b in loaded.table_bytes.items())
         + ".",

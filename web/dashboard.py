@@ -292,6 +292,31 @@ def _table(scope: Scope, name: str) -> tuple[str, tuple[str, ...], list[list[Any
             for t, r in steps
         ]
         return "事项明细", ("事项", "环节", "单位", "角色", "状态", "办理时限"), rows
+    if name == "scores":
+        today = now.date()
+        filters = Filters(
+            jurisdiction_ids=scope.filters.jurisdiction_ids,
+            plan_key=scope.filters.plan_key,
+            since=scope.filters.since or date(today.year, 1, 1),
+            until=scope.filters.until or today,
+        )
+        board = dashboard(session, filters, now)
+        formula = ScoreFormula.for_jurisdiction(session, scope.jurisdiction.id)
+        rows = [
+            [
+                r.unit,
+                r.total.open,
+                r.total.overdue,
+                r.total.completed,
+                _rate(r.total.on_time_rate),
+                _days(r.total.average_days_overdue),
+                r.total.sent_back,
+                formula.score(r.total) if formula.score(r.total) is not None else "",
+            ]
+            for r in sort_units(board.units, "unit")
+        ]
+        headers = ("单位", "在办", "已逾期", "已办结", "按时办结率", "平均逾期天数", "退回", "得分")
+        return "考核得分", headers, rows
     if name == "indicators":
         year_text = request.args.get("year", "")
         year = int(year_text) if year_text.isdigit() else now.year
@@ -318,7 +343,7 @@ def _table(scope: Scope, name: str) -> tuple[str, tuple[str, ...], list[list[Any
 @bp.get("/export.<fmt>")
 @login_required
 def export(fmt: str) -> Response:
-    """Any table of the page (`table=units|lists|steps|indicators`) as CSV or Excel."""
+    """Any table (`table=units|lists|steps|indicators|scores`) as CSV or Excel."""
     scope = Scope()
     name = request.args.get("table", "units")
     title, headers, rows = _table(scope, name)

@@ -102,6 +102,9 @@ def test_the_bulletin_scores_units_by_the_formula(app, seeded, make_person) -> N
     late = [v for k, v in scores.items() if k != str(police)]
     # Open and 7 days late, nothing completed: 100 × 0 − 10 × 7 → 0.
     assert len(late) == n - 1 and set(late) == {"0.0"}
+    data = client.get("/dashboard/export.csv?jurisdiction=weixi&table=scores").data
+    table = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+    assert table[0][-1] == "得分" and {r[0]: r[-1] for r in table[1:]}["县公安局"] == "100.0"
     head = app.test_client()
     sign_in(head, make_person("police-head", "县公安局", "head"))
     assert head.get("/dashboard/bulletin").status_code == 403
