@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, func, literal, or_, select
+from sqlalchemy import Date, String, and_, case, cast, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from .access import DUE_SOON
@@ -100,29 +100,35 @@ def _days(session: Session, later: Any, earlier: Any) -> Any:
     return func.julianday(later) - func.julianday(earlier)
 
 
-def _steps(filters: Filters) -> Any:
-    """Steps of routed items in scope, with their item's plan and the unit's role in it."""
-    root = aliased(Instance)
+def _steps(filters: Filters, *columns: Any, role_is: str | None = None) -> Any:
+    """Steps of routed items in scope (the given columns, or the whole row), with their item's
+    plan and the unit's role in it. A branch instance carries its item's plan task, so no
+    detour through the top-level instance is needed."""
     ptu = aliased(PlanTaskUnit)
     # The enum's stored value as plain text, so 'office' can stand beside lead/support/implement.
     role = func.coalesce(cast(ptu.role, String), literal("office"))
     query: Any = (
-        select(HumanTask, Plan.id.label("plan_id"), role.label("role"))
+        select(*(columns or (HumanTask,)), PlanTask.plan_id.label("plan_id"), role.label("role"))
         .join(Instance, Instance.id == HumanTask.instance_id)
-        .join(root, root.id == Instance.root_id)
-        .join(PlanTask, PlanTask.id == root.plan_task_id)
-        .join(Plan, Plan.id == PlanTask.plan_id)
+        .join(PlanTask, PlanTask.id == Instance.plan_task_id)
         .outerjoin(ptu, and_(ptu.plan_task_id == PlanTask.id, ptu.unit_id == HumanTask.unit_id))
         .where(
-            Plan.jurisdiction_id.in_(filters.jurisdiction_ids),
+            PlanTask.plan_id.in_(
+                select(Plan.id).where(Plan.jurisdiction_id.in_(filters.jurisdiction_ids))
+            ),
             HumanTask.state != TaskState.CANCELLED,
             HumanTask.unit_id.is_not(None),
         )
     )
     if filters.plan_key:
-        query = query.where(Plan.key == filters.plan_key)
+        query = query.where(
+            PlanTask.plan_id
+            == select(Plan.id).where(Plan.key == filters.plan_key).scalar_subquery()
+        )
     if filters.unit_id is not None:
         query = query.where(HumanTask.unit_id == filters.unit_id)
+    if role_is is not None:
+        query = query.where(role == role_is)
     return query
 
 
@@ -153,9 +159,20 @@ def _dated(query: Any, filters: Filters) -> Any:
     return query
 
 
+STEP_COLUMNS = (
+    HumanTask.instance_id,
+    HumanTask.unit_id,
+    HumanTask.state,
+    HumanTask.form,
+    HumanTask.due_at,
+    HumanTask.completed_at,
+)
+
+
 def dashboard(session: Session, filters: Filters, now: datetime) -> Dashboard:
-    base = _dated(_status(_steps(filters), filters, now), filters)
-    steps = base.subquery()
+    """One pass over the steps in scope, grouped by list, unit and role; the per-list and
+    per-unit figures are sums of those groups."""
+    steps = _dated(_status(_steps(filters, *STEP_COLUMNS), filters, now), filters).subquery()
     ready = steps.c.state == TaskState.READY.value
     done = steps.c.state == TaskState.COMPLETED.value
     late_open = and_(ready, steps.c.due_at < now)
@@ -169,60 +186,83 @@ def dashboard(session: Session, filters: Filters, now: datetime) -> Dashboard:
     def one(flag: Any) -> Any:
         return func.sum(case((flag, 1), else_=0))
 
-    columns = (
-        one(ready),
-        one(and_(ready, steps.c.due_at >= now, steps.c.due_at <= now + DUE_SOON)),
-        one(late_open),
-        one(done),
-        one(and_(done, or_(steps.c.due_at.is_(None), steps.c.completed_at <= steps.c.due_at))),
-        one(or_(late_open, late_done)),
-        func.sum(days),
-        one(steps.c.form == "consolidate"),
-        func.count(func.distinct(case((steps.c.form == "consolidate", steps.c.instance_id)))),
-    )
-
-    def counts(row: Any) -> Counts:
-        o, soon, over, comp, on_time, late, late_days, cons, cons_items = (x or 0 for x in row)
-        return Counts(
-            o, soon, over, comp, on_time, max(cons - cons_items, 0), float(late_days), late
+    groups = (steps.c.plan_id, steps.c.unit_id, steps.c.role)
+    rows = session.execute(
+        select(
+            *groups,
+            one(ready),
+            one(and_(ready, steps.c.due_at >= now, steps.c.due_at <= now + DUE_SOON)),
+            one(late_open),
+            one(done),
+            one(and_(done, or_(steps.c.due_at.is_(None), steps.c.completed_at <= steps.c.due_at))),
+            one(or_(late_open, late_done)),
+            func.sum(days),
+        ).group_by(*groups)
+    ).all()
+    # Sent back: an item's consolidations beyond its first (few rows: one step in thirty).
+    consolidations = steps.c.form == "consolidate"
+    sent_back = {
+        (plan_id, unit_id, role): int(total - items)
+        for plan_id, unit_id, role, total, items in session.execute(
+            select(*groups, func.count(), func.count(func.distinct(steps.c.instance_id)))
+            .where(consolidations)
+            .group_by(*groups)
         )
-
-    by_unit: dict[int, UnitRow] = {}
+    }
     names = dict(session.execute(select(Unit.id, Unit.name)).all())
-    for unit_id, role, *row in session.execute(
-        select(steps.c.unit_id, steps.c.role, *columns).group_by(steps.c.unit_id, steps.c.role)
-    ):
-        entry = by_unit.setdefault(unit_id, UnitRow(unit_id, names.get(unit_id, "?")))
-        entry.by_role[str(role)] = counts(row)
     plans = {
         p.id: p
         for p in session.scalars(
             select(Plan).where(Plan.jurisdiction_id.in_(filters.jurisdiction_ids))
         )
     }
-    lists = []
+    by_unit: dict[int, UnitRow] = {}
+    by_plan: dict[int, Counts] = {}
     totals = Counts()
-    for plan_id, *row in session.execute(
-        select(steps.c.plan_id, *columns).group_by(steps.c.plan_id)
-    ):
-        c = counts(row)
-        totals.add(c)
-        lists.append((plans[plan_id], c))
-    lists.sort(key=lambda pc: pc[0].id)
+    for plan_id, unit_id, role, *values in rows:
+        o, soon, over, comp, on_time, late, late_days = (x or 0 for x in values)
+        counts = Counts(
+            o,
+            soon,
+            over,
+            comp,
+            on_time,
+            sent_back.get((plan_id, unit_id, role), 0),
+            float(late_days),
+            late,
+        )
+        entry = by_unit.setdefault(unit_id, UnitRow(unit_id, names.get(unit_id, "?")))
+        entry.by_role.setdefault(str(role), Counts()).add(counts)
+        by_plan.setdefault(plan_id, Counts()).add(counts)
+        totals.add(counts)
+    lists = sorted(((plans[p], c) for p, c in by_plan.items()), key=lambda pc: pc[0].id)
+    return Dashboard(
+        lists,
+        sorted(by_unit.values(), key=lambda r: -r.total.overdue),
+        _weekly(session, steps, done, now),
+        totals,
+    )
+
+
+def _weekly(session: Session, steps: Any, done: Any, now: datetime) -> list[tuple[date, int]]:
+    """Completions per week over the last twelve, counted by day in the database."""
+    if session.get_bind().dialect.name == "postgresql":
+        day: Any = cast(steps.c.completed_at, Date)
+    else:  # SQLite: CAST(... AS DATE) would give a number; date() gives 'YYYY-MM-DD'
+        day = func.date(steps.c.completed_at, type_=String)
     weeks: dict[date, int] = defaultdict(int)
-    for (completed_at,) in session.execute(
-        select(steps.c.completed_at).where(done, steps.c.completed_at >= now - timedelta(weeks=12))
+    for value, count in session.execute(
+        select(day, func.count())
+        .where(done, steps.c.completed_at >= now - timedelta(weeks=12))
+        .group_by(day)
     ):
-        day = completed_at.date()
-        weeks[day - timedelta(days=day.weekday())] += 1
+        d = value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+        weeks[d - timedelta(days=d.weekday())] += count
     start = (now - timedelta(weeks=11)).date()
     monday = start - timedelta(days=start.weekday())
-    series = [
+    return [
         (monday + timedelta(weeks=i), weeks.get(monday + timedelta(weeks=i), 0)) for i in range(12)
     ]
-    return Dashboard(
-        lists, sorted(by_unit.values(), key=lambda r: -r.total.overdue), series, totals
-    )
 
 
 SORT_KEYS = {
@@ -244,11 +284,11 @@ def drill(
     session: Session, filters: Filters, now: datetime, role: str | None = None, limit: int = 500
 ) -> list[tuple[HumanTask, str]]:
     """The steps behind a number: the same filters, newest due first."""
-    query = _dated(_status(_steps(filters), filters, now), filters)
+    query = _dated(_status(_steps(filters, role_is=role), filters, now), filters)
     rows = session.execute(
         query.order_by(HumanTask.due_at.asc().nulls_last(), HumanTask.id).limit(limit)
     ).all()
-    return [(task, str(r)) for task, _plan, r in rows if role is None or str(r) == role]
+    return [(task, str(r)) for task, _plan, r in rows]
 
 
 # --- the yearly timeliness score -------------------------------------------------------------

@@ -6,6 +6,7 @@ sign through their steps (the task pages)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -14,6 +15,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from engine import meetings
@@ -394,16 +396,16 @@ def _minutes_draft() -> tuple[meetings.MinutesDraft, dict[str, Any], dict[str, s
     return meetings.MinutesDraft(doc_number, body, items), values, errors
 
 
-@bp.post("/<int:meeting_id>/minutes")
-@login_required
-def start_minutes(meeting_id: int) -> Response | tuple[str, int]:
-    meeting = _office_only(meeting_id)
+def _save_minutes(
+    meeting: Meeting, save: Callable[[Session, meetings.MinutesDraft], object], saved: str
+) -> Response | tuple[str, int]:
+    """Check the posted minutes, save them in one transaction, or show what is wrong."""
     draft, values, errors = _minutes_draft()
     if errors:
         return _render_detail(meeting, errors, values, 400)
     session = get_session()
     try:
-        meetings.start_minutes(session, meeting, draft, _actor(), utcnow())
+        save(session, draft)
         session.commit()
     except FormError as exc:
         session.rollback()
@@ -412,10 +414,19 @@ def start_minutes(meeting_id: int) -> Response | tuple[str, int]:
         session.rollback()
         flash(str(exc), "error")
     else:
-        flash(
-            _("The draft minutes are saved; send them for review from the office's step."), "info"
-        )
-    return redirect(url_for("meetings.detail", meeting_id=meeting_id))
+        flash(saved, "info")
+    return redirect(url_for("meetings.detail", meeting_id=meeting.id))
+
+
+@bp.post("/<int:meeting_id>/minutes")
+@login_required
+def start_minutes(meeting_id: int) -> Response | tuple[str, int]:
+    meeting = _office_only(meeting_id)
+    return _save_minutes(
+        meeting,
+        lambda session, draft: meetings.start_minutes(session, meeting, draft, _actor(), utcnow()),
+        _("The draft minutes are saved; send them for review from the office's step."),
+    )
 
 
 def _minutes_of(meeting: Meeting, minutes_id: int) -> Minutes:
@@ -430,25 +441,14 @@ def _minutes_of(meeting: Meeting, minutes_id: int) -> Minutes:
 def edit_minutes(meeting_id: int, minutes_id: int) -> Response | tuple[str, int]:
     meeting = _office_only(meeting_id)
     minutes = _minutes_of(meeting, minutes_id)
-    draft, values, errors = _minutes_draft()
-    if errors:
-        return _render_detail(meeting, errors, values, 400)
-    session = get_session()
     revision = request.form.get("revision", "")
-    try:
-        meetings.edit_minutes(
+    return _save_minutes(
+        meeting,
+        lambda session, draft: meetings.edit_minutes(
             session, minutes, draft, int(revision) if revision.isdigit() else -1, utcnow()
-        )
-        session.commit()
-    except FormError as exc:
-        session.rollback()
-        return _render_detail(meeting, exc.errors, values, 400)
-    except Conflict as exc:
-        session.rollback()
-        flash(str(exc), "error")
-    else:
-        flash(_("The minutes are saved."), "info")
-    return redirect(url_for("meetings.detail", meeting_id=meeting_id))
+        ),
+        _("The minutes are saved."),
+    )
 
 
 @bp.post("/<int:meeting_id>/minutes/<int:minutes_id>/correct")

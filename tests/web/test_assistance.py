@@ -13,6 +13,7 @@ from engine.clock import FixedClock, utcnow
 from engine.idcard import check_character
 from engine.models import Application, ApplicationStatus, HistoryEntry, HumanTask, Instance
 from tests.helpers import act
+from tests.processes.test_medical_assistance import application_data
 from tests.web.conftest import sign_in
 
 ID = "53342319600101002" + check_character("53342319600101002")
@@ -21,26 +22,8 @@ PDF = b"%PDF-1.4 settlement"
 
 
 def form(**override: str) -> dict[str, object]:
-    data: dict[str, object] = {
-        "jurisdiction": "weixi",
-        "applicant_name": "和秀英",
-        "resident_id": ID,
-        "phone": "13988776655",
-        "address": "保和镇",
-        "family_kind": "child_deceased",
-        "relationship": "parent",
-        "existing_support": "none",
-        "hospital": "维西县人民医院",
-        "diagnosis": "肺炎",
-        "admitted_on": "2026-10-01",
-        "discharged_on": "2026-10-20",
-        "total_cost": "50000",
-        "basic_reimbursed": "20000",
-        "critical_reimbursed": "5000",
-        "action": "submit",
-    }
-    data.update(override)
-    return data
+    """The application as the portal posts it (the engine tests' data), submitting."""
+    return {**application_data(resident_id=ID), "action": "submit", **override}
 
 
 def register(client, login: str = "hexiuying") -> None:  # type: ignore[no-untyped-def]
