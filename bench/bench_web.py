@@ -55,6 +55,7 @@ from engine.access import InboxFilter, Viewer, inbox, viewer_for
 from engine.accounts import create_account, issue_token
 from engine.clock import FixedClock, utcnow
 from engine.db import make_engine, session_factory, upgrade
+from engine.stats import rebuild_tallies
 from engine.directory import hand_over, holders
 from engine.models import (
     Account,
@@ -524,6 +525,12 @@ def bulk_load(engine: Engine, args: argparse.Namespace, answer: Answer) -> Loade
     ):
         conn.exec_driver_sql("VACUUM ANALYZE instance")
         conn.exec_driver_sql("VACUUM ANALYZE human_task")
+    # The copied steps bypassed the engine, so their tallies are counted once from the rows.
+    with (
+        phase(loaded, "tally the completed steps (engine.stats.rebuild_tallies)"),
+        engine.begin() as conn,
+    ):
+        rebuild_tallies(conn)
     loaded.table_bytes = table_bytes(engine, ("instance", "human_task"))
     loaded.revision, loaded.indexes = schema_facts(engine)
     return loaded

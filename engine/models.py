@@ -14,6 +14,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -847,3 +848,21 @@ class IndicatorActual(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     human_task_id: Mapped[int | None] = mapped_column(ForeignKey("human_task.id"))
     reported_at: Mapped[datetime] = mapped_column(Timestamp())
+
+
+class StepTally(Base):
+    """Completed steps of routed items, counted per list, unit, role and local day as they
+    complete: the dashboard reads these few rows instead of every finished step."""
+
+    __tablename__ = "step_tally"
+    __table_args__ = (UniqueConstraint("plan_id", "unit_id", "role", "day"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plan.id"))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"))
+    role: Mapped[str] = mapped_column(String(10))
+    day: Mapped[date] = mapped_column(Date)
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    on_time: Mapped[int] = mapped_column(Integer, default=0)
+    late: Mapped[int] = mapped_column(Integer, default=0)
+    late_days: Mapped[float] = mapped_column(Float, default=0.0)
+    sent_back: Mapped[int] = mapped_column(Integer, default=0)

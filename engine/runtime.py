@@ -66,6 +66,8 @@ CompleteHook = Callable[[Session, "Instance", "HumanTask", datetime], None]
 AFTER_COMPLETE: dict[str, CompleteHook] = {}
 # Called for every new human step, after it has its row (engine.escalation: task assigned).
 NEW_STEP: list[CompleteHook] = []
+# Called after every completed step (engine.stats counts it for the dashboard).
+COMPLETED: list[CompleteHook] = []
 
 
 def _specs(session: Session, version_id: int) -> Specs:
@@ -696,6 +698,8 @@ def _complete(
     hook = AFTER_COMPLETE.get(task.form)
     if hook is not None:
         hook(session, instance, task, now)
+    for counted in COMPLETED:
+        counted(session, instance, task, now)
 
 
 def owner(session: Session, task: HumanTask) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, String, and_, case, cast, func, literal, or_, select
+from sqlalchemy import Date, String, and_, case, cast, func, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from .access import DUE_SOON
@@ -25,9 +25,12 @@ from .models import (
     Plan,
     PlanTask,
     PlanTaskUnit,
+    Role,
+    StepTally,
     TaskState,
     Unit,
 )
+from .runtime import COMPLETED
 
 ROLES = ("lead", "support", "implement", "office")
 
@@ -170,96 +173,96 @@ STEP_COLUMNS = (
 
 
 def dashboard(session: Session, filters: Filters, now: datetime) -> Dashboard:
-    """One pass over the steps in scope, grouped by list, unit and role; the per-list and
-    per-unit figures are sums of those groups."""
-    steps = _dated(_status(_steps(filters, *STEP_COLUMNS), filters, now), filters).subquery()
-    ready = steps.c.state == TaskState.READY.value
-    done = steps.c.state == TaskState.COMPLETED.value
-    late_open = and_(ready, steps.c.due_at < now)
-    late_done = and_(done, steps.c.due_at.is_not(None), steps.c.completed_at > steps.c.due_at)
-    days = case(
-        (late_open, _days(session, literal(now), steps.c.due_at)),
-        (late_done, _days(session, steps.c.completed_at, steps.c.due_at)),
-        else_=0.0,
-    )
-
-    def one(flag: Any) -> Any:
-        return func.sum(case((flag, 1), else_=0))
-
-    groups = (steps.c.plan_id, steps.c.unit_id, steps.c.role)
-    rows = session.execute(
-        select(
-            *groups,
-            one(ready),
-            one(and_(ready, steps.c.due_at >= now, steps.c.due_at <= now + DUE_SOON)),
-            one(late_open),
-            one(done),
-            one(and_(done, or_(steps.c.due_at.is_(None), steps.c.completed_at <= steps.c.due_at))),
-            one(or_(late_open, late_done)),
-            func.sum(days),
-        ).group_by(*groups)
-    ).all()
-    # Sent back: an item's consolidations beyond its first (few rows: one step in thirty).
-    consolidations = steps.c.form == "consolidate"
-    sent_back = {
-        (plan_id, unit_id, role): int(total - items)
-        for plan_id, unit_id, role, total, items in session.execute(
-            select(*groups, func.count(), func.count(func.distinct(steps.c.instance_id)))
-            .where(consolidations)
-            .group_by(*groups)
-        )
-    }
+    """Open steps are counted as they stand now (they are few: one step in ten); completed
+    steps come from their tallies (engine.stats._tally), by list, unit, role and day."""
+    by_unit: dict[int, UnitRow] = {}
+    by_plan: dict[int, Counts] = {}
+    totals = Counts()
     names = dict(session.execute(select(Unit.id, Unit.name)).all())
+
+    def add(plan_id: int, unit_id: int, role: str, counts: Counts) -> None:
+        entry = by_unit.setdefault(unit_id, UnitRow(unit_id, names.get(unit_id, "?")))
+        entry.by_role.setdefault(str(role), Counts()).add(counts)
+        by_plan.setdefault(plan_id, Counts()).add(counts)
+        totals.add(counts)
+
+    if filters.status != "completed":
+        for plan_id, unit_id, role, *values in _open_counts(session, filters, now):
+            o, soon, over, late_days = (x or 0 for x in values)
+            add(plan_id, unit_id, role, Counts(o, soon, over, 0, 0, 0, float(late_days), over))
+    if filters.status in (None, "completed"):
+        for t in _tallies(session, filters):
+            add(
+                t.plan_id,
+                t.unit_id,
+                t.role,
+                Counts(0, 0, 0, t.completed, t.on_time, t.sent_back, t.late_days, t.late),
+            )
     plans = {
         p.id: p
         for p in session.scalars(
             select(Plan).where(Plan.jurisdiction_id.in_(filters.jurisdiction_ids))
         )
     }
-    by_unit: dict[int, UnitRow] = {}
-    by_plan: dict[int, Counts] = {}
-    totals = Counts()
-    for plan_id, unit_id, role, *values in rows:
-        o, soon, over, comp, on_time, late, late_days = (x or 0 for x in values)
-        counts = Counts(
-            o,
-            soon,
-            over,
-            comp,
-            on_time,
-            sent_back.get((plan_id, unit_id, role), 0),
-            float(late_days),
-            late,
-        )
-        entry = by_unit.setdefault(unit_id, UnitRow(unit_id, names.get(unit_id, "?")))
-        entry.by_role.setdefault(str(role), Counts()).add(counts)
-        by_plan.setdefault(plan_id, Counts()).add(counts)
-        totals.add(counts)
     lists = sorted(((plans[p], c) for p, c in by_plan.items()), key=lambda pc: pc[0].id)
     return Dashboard(
         lists,
         sorted(by_unit.values(), key=lambda r: -r.total.overdue),
-        _weekly(session, steps, done, now),
+        _weekly(session, filters, now),
         totals,
     )
 
 
-def _weekly(session: Session, steps: Any, done: Any, now: datetime) -> list[tuple[date, int]]:
-    """Completions per week over the last twelve, counted by day in the database."""
-    if session.get_bind().dialect.name == "postgresql":
-        day: Any = cast(steps.c.completed_at, Date)
-    else:  # SQLite: CAST(... AS DATE) would give a number; date() gives 'YYYY-MM-DD'
-        day = func.date(steps.c.completed_at, type_=String)
-    weeks: dict[date, int] = defaultdict(int)
-    for value, count in session.execute(
-        select(day, func.count())
-        .where(done, steps.c.completed_at >= now - timedelta(weeks=12))
-        .group_by(day)
-    ):
-        d = value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
-        weeks[d - timedelta(days=d.weekday())] += count
-    start = (now - timedelta(weeks=11)).date()
+def _open_counts(session: Session, filters: Filters, now: datetime) -> list[Any]:
+    query = _steps(filters, HumanTask.unit_id, HumanTask.due_at).where(
+        HumanTask.state == TaskState.READY
+    )
+    steps = _dated(_status(query, filters, now), filters).subquery()
+    late = steps.c.due_at < now
+
+    def one(flag: Any) -> Any:
+        return func.sum(case((flag, 1), else_=0))
+
+    groups = (steps.c.plan_id, steps.c.unit_id, steps.c.role)
+    return list(
+        session.execute(
+            select(
+                *groups,
+                func.count(),
+                one(and_(steps.c.due_at >= now, steps.c.due_at <= now + DUE_SOON)),
+                one(late),
+                func.sum(case((late, _days(session, literal(now), steps.c.due_at)), else_=0.0)),
+            ).group_by(*groups)
+        ).all()
+    )
+
+
+def _tally_query(filters: Filters) -> Any:
+    plans = select(Plan.id).where(Plan.jurisdiction_id.in_(filters.jurisdiction_ids))
+    if filters.plan_key:
+        plans = plans.where(Plan.key == filters.plan_key)
+    query = select(StepTally).where(StepTally.plan_id.in_(plans))
+    if filters.unit_id is not None:
+        query = query.where(StepTally.unit_id == filters.unit_id)
+    if filters.since is not None:
+        query = query.where(StepTally.day >= filters.since)
+    if filters.until is not None:
+        query = query.where(StepTally.day <= filters.until)
+    return query
+
+
+def _tallies(session: Session, filters: Filters) -> list[StepTally]:
+    return list(session.scalars(_tally_query(filters)))
+
+
+def _weekly(session: Session, filters: Filters, now: datetime) -> list[tuple[date, int]]:
+    """Completions per week over the last twelve, from the daily tallies."""
+    start = _local_day(now) - timedelta(weeks=11)
     monday = start - timedelta(days=start.weekday())
+    recent = Filters(**{**filters.__dict__, "since": max(monday, filters.since or monday)})
+    weeks: dict[date, int] = defaultdict(int)
+    for t in _tallies(session, recent):
+        weeks[t.day - timedelta(days=t.day.weekday())] += t.completed
     return [
         (monday + timedelta(weeks=i), weeks.get(monday + timedelta(weeks=i), 0)) for i in range(12)
     ]
@@ -335,3 +338,147 @@ class ScoreFormula:
             - self.per_send_back * counts.sent_back
         )
         return round(max(value, 0.0), 1)
+
+
+# --- tallies of completed steps ---------------------------------------------------------------
+
+
+def _local_day(at: datetime) -> date:
+    from .clock import local_today
+
+    return local_today(at)
+
+
+def _bump(session: Any, key: dict[str, Any], **add: float) -> None:
+    """Add to one tally row, creating it if needed, in one statement on either backend
+    (`session` may be a Session or a Connection)."""
+    bind = session.get_bind() if isinstance(session, Session) else session
+    if bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    row = {"completed": 0, "on_time": 0, "late": 0, "late_days": 0.0, "sent_back": 0} | add
+    statement = insert(StepTally).values(**key, **row)
+    table = StepTally.__table__.c
+    statement = statement.on_conflict_do_update(
+        index_elements=["plan_id", "unit_id", "role", "day"],
+        set_={name: table[name] + statement.excluded[name] for name in add},
+    )
+    session.execute(statement)
+
+
+def _role(session: Session, plan_task_id: int, unit_id: int) -> str:
+    role = session.scalar(
+        select(PlanTaskUnit.role).where(
+            PlanTaskUnit.plan_task_id == plan_task_id, PlanTaskUnit.unit_id == unit_id
+        )
+    )
+    return role.value if role is not None else "office"
+
+
+def _tally(session: Session, instance: Instance, task: HumanTask, now: datetime) -> None:
+    """Count a completed step of a routed item; a send-back counts against the lead unit."""
+    if instance.plan_task_id is None or task.unit_id is None:
+        return
+    plan_id = session.scalar(select(PlanTask.plan_id).where(PlanTask.id == instance.plan_task_id))
+    day = _local_day(now)
+    key = {"plan_id": plan_id, "unit_id": task.unit_id, "day": day}
+    on_time = task.due_at is None or now <= task.due_at
+    late_days = 0.0 if on_time else (now - task.due_at).total_seconds() / 86400  # type: ignore[operator]
+    _bump(
+        session,
+        {**key, "role": _role(session, instance.plan_task_id, task.unit_id)},
+        completed=1,
+        on_time=int(on_time),
+        late=int(not on_time),
+        late_days=late_days,
+    )
+    if task.form == "review" and (task.form_data or {}).get("decision") == "send_back":
+        lead = session.scalar(
+            select(PlanTaskUnit.unit_id)
+            .where(
+                PlanTaskUnit.plan_task_id == instance.plan_task_id, PlanTaskUnit.role == Role.LEAD
+            )
+            .order_by(PlanTaskUnit.ordinal)
+            .limit(1)
+        )
+        if lead is not None:
+            _bump(
+                session,
+                {"plan_id": plan_id, "unit_id": lead, "role": "lead", "day": day},
+                sent_back=1,
+            )
+
+
+COMPLETED.append(_tally)
+
+
+def rebuild_tallies(connection: Any) -> None:
+    """Recount every completed step from scratch (the migration, a bulk load, a repair)."""
+    from sqlalchemy import delete, insert
+
+    dialect = connection.dialect.name
+    ptu = aliased(PlanTaskUnit)
+    role = func.coalesce(cast(ptu.role, String), literal("office"))
+    if dialect == "postgresql":
+        day: Any = cast(func.timezone("Asia/Shanghai", HumanTask.completed_at), Date)
+        late_days: Any = func.extract("epoch", HumanTask.completed_at - HumanTask.due_at) / 86400.0
+    else:
+        day = func.date(HumanTask.completed_at, "+8 hours")
+        late_days = func.julianday(HumanTask.completed_at) - func.julianday(HumanTask.due_at)
+    late = and_(HumanTask.due_at.is_not(None), HumanTask.completed_at > HumanTask.due_at)
+    counted = (
+        select(
+            PlanTask.plan_id,
+            HumanTask.unit_id,
+            role.label("role"),
+            day.label("day"),
+            func.count(),
+            func.sum(case((late, 0), else_=1)),
+            func.sum(case((late, 1), else_=0)),
+            func.sum(case((late, late_days), else_=0.0)),
+            literal(0),
+        )
+        .join(Instance, Instance.id == HumanTask.instance_id)
+        .join(PlanTask, PlanTask.id == Instance.plan_task_id)
+        .outerjoin(ptu, and_(ptu.plan_task_id == PlanTask.id, ptu.unit_id == HumanTask.unit_id))
+        .where(HumanTask.state == TaskState.COMPLETED, HumanTask.unit_id.is_not(None))
+        .group_by(PlanTask.plan_id, HumanTask.unit_id, role, day)
+    )
+    columns = [
+        "plan_id",
+        "unit_id",
+        "role",
+        "day",
+        "completed",
+        "on_time",
+        "late",
+        "late_days",
+        "sent_back",
+    ]
+    connection.execute(delete(StepTally))
+    connection.execute(insert(StepTally).from_select(columns, counted))
+    # Send-backs count against the item's first lead unit, on the day of the review.
+    first_lead = (
+        select(PlanTaskUnit.unit_id)
+        .where(PlanTaskUnit.plan_task_id == PlanTask.id, PlanTaskUnit.role == Role.LEAD)
+        .order_by(PlanTaskUnit.ordinal)
+        .limit(1)
+        .scalar_subquery()
+    )
+    sent_back = connection.execute(
+        select(PlanTask.plan_id, first_lead, day, func.count())
+        .join(Instance, Instance.id == HumanTask.instance_id)
+        .join(PlanTask, PlanTask.id == Instance.plan_task_id)
+        .where(
+            HumanTask.state == TaskState.COMPLETED,
+            HumanTask.form == "review",
+            HumanTask.form_data["decision"].as_string() == "send_back",
+        )
+        .group_by(PlanTask.plan_id, first_lead, day)
+    ).all()
+    for plan_id, lead, on_day, count in sent_back:
+        if lead is not None:
+            when = on_day if isinstance(on_day, date) else date.fromisoformat(str(on_day))
+            key = {"plan_id": plan_id, "unit_id": lead, "role": "lead", "day": when}
+            _bump(connection, key, sent_back=count)

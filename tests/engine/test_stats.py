@@ -64,3 +64,46 @@ def test_counts_by_list_and_unit_with_known_answers(seeded, clock) -> None:  # t
         other = dashboard(s, Filters(jurisdiction_ids=(jurisdiction(s, "dehong").id,)), now)
         assert other.units == [] and other.totals.open == 0
         assert s.scalar(select(HumanTask.id).limit(1)) is not None
+
+
+def test_tallies_rebuilt_from_the_steps_match_the_running_counts(seeded, clock) -> None:  # type: ignore[no-untyped-def]
+    from engine.models import StepTally
+    from engine.stats import rebuild_tallies
+
+    with seeded.begin() as s:
+        (item,) = hand_out(s, "weixi-2023-15", [9], clock())
+        item_id = item.id
+    late = FixedClock(clock() + timedelta(days=40))
+    while True:
+        with seeded() as s:
+            steps = open_steps(s, item_id)
+        review = [t for t in steps if t.element_id == "review"]
+        if review:
+            break
+        for step in steps:
+            act(seeded, step, late if step.element_id == "acknowledge" else clock)
+    act(seeded, review[0], clock, decision="send_back", reason="补充数据")
+
+    def snapshot() -> set[tuple]:
+        with seeded() as s:
+            return {
+                (
+                    t.plan_id,
+                    t.unit_id,
+                    t.role,
+                    t.day,
+                    t.completed,
+                    t.on_time,
+                    t.late,
+                    round(t.late_days, 3),
+                    t.sent_back,
+                )
+                for t in s.scalars(select(StepTally))
+            }
+
+    running = snapshot()
+    assert sum(r[8] for r in running) == 1  # one send-back, against the lead unit
+    assert all(r[2] == "lead" for r in running if r[8])
+    with seeded.begin() as s:
+        rebuild_tallies(s.connection())
+    assert snapshot() == running
