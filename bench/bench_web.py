@@ -55,7 +55,6 @@ from engine.access import InboxFilter, Viewer, inbox, viewer_for
 from engine.accounts import create_account, issue_token
 from engine.clock import FixedClock, utcnow
 from engine.db import make_engine, session_factory, upgrade
-from engine.stats import rebuild_tallies
 from engine.directory import hand_over, holders
 from engine.models import (
     Account,
@@ -76,6 +75,7 @@ from engine.models import (
 from engine.routing import PROCESS_ID, RoutingSettings, business_key, hand_out, routing_data
 from engine.runtime import Actor, complete_task, start_instance
 from engine.specs import SPEC_CACHE
+from engine.stats import rebuild_tallies
 from web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
