@@ -367,27 +367,31 @@ def _bump(session: Any, key: dict[str, Any], **add: float) -> None:
     session.execute(statement)
 
 
-def _role(session: Session, plan_task_id: int, unit_id: int) -> str:
-    role = session.scalar(
-        select(PlanTaskUnit.role).where(
-            PlanTaskUnit.plan_task_id == plan_task_id, PlanTaskUnit.unit_id == unit_id
+def _plan_and_role(session: Session, plan_task_id: int, unit_id: int) -> tuple[int, str]:
+    """The step's list and its unit's role in the item, in one statement."""
+    plan_id, role = session.execute(
+        select(PlanTask.plan_id, PlanTaskUnit.role)
+        .outerjoin(
+            PlanTaskUnit,
+            and_(PlanTaskUnit.plan_task_id == PlanTask.id, PlanTaskUnit.unit_id == unit_id),
         )
-    )
-    return role.value if role is not None else "office"
+        .where(PlanTask.id == plan_task_id)
+    ).one()
+    return plan_id, role.value if role is not None else "office"
 
 
 def _tally(session: Session, instance: Instance, task: HumanTask, now: datetime) -> None:
     """Count a completed step of a routed item; a send-back counts against the lead unit."""
     if instance.plan_task_id is None or task.unit_id is None:
         return
-    plan_id = session.scalar(select(PlanTask.plan_id).where(PlanTask.id == instance.plan_task_id))
+    plan_id, role = _plan_and_role(session, instance.plan_task_id, task.unit_id)
     day = _local_day(now)
     key = {"plan_id": plan_id, "unit_id": task.unit_id, "day": day}
     on_time = task.due_at is None or now <= task.due_at
     late_days = 0.0 if on_time else (now - task.due_at).total_seconds() / 86400  # type: ignore[operator]
     _bump(
         session,
-        {**key, "role": _role(session, instance.plan_task_id, task.unit_id)},
+        {**key, "role": role},
         completed=1,
         on_time=int(on_time),
         late=int(not on_time),
