@@ -75,7 +75,7 @@ from engine.models import (
 from engine.routing import PROCESS_ID, RoutingSettings, business_key, hand_out, routing_data
 from engine.runtime import Actor, complete_task, start_instance
 from engine.specs import SPEC_CACHE
-from engine.stats import rebuild_tallies
+from engine.stats import backfill_step_plans, rebuild_tallies
 from web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -525,11 +525,13 @@ def bulk_load(engine: Engine, args: argparse.Namespace, answer: Answer) -> Loade
     ):
         conn.exec_driver_sql("VACUUM ANALYZE instance")
         conn.exec_driver_sql("VACUUM ANALYZE human_task")
-    # The copied steps bypassed the engine, so their tallies are counted once from the rows.
+    # The copied steps bypassed the engine: their lists and roles are copied onto them and
+    # the completed ones tallied, once, from the rows (engine.stats).
     with (
-        phase(loaded, "tally the completed steps (engine.stats.rebuild_tallies)"),
+        phase(loaded, "copy lists and roles onto the steps, tally the completed ones"),
         engine.begin() as conn,
     ):
+        backfill_step_plans(conn)
         rebuild_tallies(conn)
     loaded.table_bytes = table_bytes(engine, ("instance", "human_task"))
     loaded.revision, loaded.indexes = schema_facts(engine)

@@ -332,6 +332,13 @@ class HumanTask(Base):
             postgresql_where=text("state = 'ready'"),
         ),
         Index(
+            "ix_human_task_open_plan",
+            "plan_id",
+            "unit_id",
+            sqlite_where=text("state = 'ready'"),
+            postgresql_where=text("state = 'ready'"),
+        ),
+        Index(
             "ix_human_task_open_unit",
             "unit_id",
             "due_at",
@@ -352,6 +359,10 @@ class HumanTask(Base):
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("unit.id"))
     position_id: Mapped[int | None] = mapped_column(ForeignKey("position.id"))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
+    # For a step of a routed item: its list and the unit's role in the item (lead / support /
+    # implement / office), copied at creation so the dashboard counts open steps in one table.
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plan.id"))
+    role: Mapped[str | None] = mapped_column(String(10))
     state: Mapped[TaskState] = mapped_column(_enum(TaskState))
     due_at: Mapped[datetime | None] = mapped_column(Timestamp())
     created_at: Mapped[datetime] = mapped_column(Timestamp())

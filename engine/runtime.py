@@ -27,6 +27,8 @@ from .models import (
     HumanTask,
     Instance,
     InstanceStatus,
+    PlanTask,
+    PlanTaskUnit,
     Position,
     PositionKind,
     ProcessVersion,
@@ -137,6 +139,7 @@ def _forget_transaction_cache(session: Session, transaction: Any) -> None:
         session.info.pop("duban.positions", None)
         session.info.pop("duban.versions", None)
         session.info.pop("duban.rules", None)
+        session.info.pop("duban.items", None)
 
 
 def _position_id(session: Session, task: Task, unit_id: Any, kind: Any) -> int:
@@ -152,6 +155,21 @@ def _position_id(session: Session, task: Task, unit_id: Any, kind: Any) -> int:
         cache[(unit_id, kind)] = position_id
     position_id_: int = cache[(unit_id, kind)]
     return position_id_
+
+
+def _item_units(session: Session, plan_task_id: int) -> tuple[int, dict[int, str]]:
+    """An item's list and the role of each of its units (read once per transaction)."""
+    cache = _transaction_cache(session, "items")
+    if plan_task_id not in cache:
+        rows = session.execute(
+            select(PlanTask.plan_id, PlanTaskUnit.unit_id, PlanTaskUnit.role)
+            .outerjoin(PlanTaskUnit, PlanTaskUnit.plan_task_id == PlanTask.id)
+            .where(PlanTask.id == plan_task_id)
+        ).all()
+        roles = {unit: r.value for _plan, unit, r in rows if unit is not None}
+        cache[plan_task_id] = (rows[0][0], roles)
+    found: tuple[int, dict[int, str]] = cache[plan_task_id]
+    return found
 
 
 def _detached_process(task: Task) -> str | None:
@@ -221,10 +239,16 @@ def _human_task(
 ) -> HumanTask:
     account_id = _property(workflow, task, "applicant")
     unit_id = position_id = None
+    plan_id = role = None
     if account_id is None:
         unit_id = _property(workflow, task, "unit")
         position_id = _position_id(session, task, unit_id, _property(workflow, task, "position"))
+        if instance.plan_task_id is not None:
+            plan_id, roles = _item_units(session, instance.plan_task_id)
+            role = roles.get(unit_id, "office")
     return HumanTask(
+        plan_id=plan_id,
+        role=role,
         instance=instance,
         spiff_task_id=str(task.id),
         element_id=task.task_spec.bpmn_id,

@@ -214,9 +214,16 @@ def dashboard(session: Session, filters: Filters, now: datetime) -> Dashboard:
 
 
 def _open_counts(session: Session, filters: Filters, now: datetime) -> list[Any]:
-    query = _steps(filters, HumanTask.unit_id, HumanTask.due_at).where(
-        HumanTask.state == TaskState.READY
+    """Open steps by list, unit and role, from the steps' own columns (one table, the partial
+    index on open steps by list)."""
+    plans = select(Plan.id).where(Plan.jurisdiction_id.in_(filters.jurisdiction_ids))
+    if filters.plan_key:
+        plans = plans.where(Plan.key == filters.plan_key)
+    query = select(HumanTask.plan_id, HumanTask.unit_id, HumanTask.role, HumanTask.due_at).where(
+        HumanTask.state == TaskState.READY, HumanTask.plan_id.in_(plans)
     )
+    if filters.unit_id is not None:
+        query = query.where(HumanTask.unit_id == filters.unit_id)
     steps = _dated(_status(query, filters, now), filters).subquery()
     late = steps.c.due_at < now
 
@@ -384,7 +391,10 @@ def _tally(session: Session, instance: Instance, task: HumanTask, now: datetime)
     """Count a completed step of a routed item; a send-back counts against the lead unit."""
     if instance.plan_task_id is None or task.unit_id is None:
         return
-    plan_id, role = _plan_and_role(session, instance.plan_task_id, task.unit_id)
+    if task.plan_id is not None and task.role is not None:  # copied at the step's creation
+        plan_id, role = task.plan_id, task.role
+    else:
+        plan_id, role = _plan_and_role(session, instance.plan_task_id, task.unit_id)
     day = _local_day(now)
     key = {"plan_id": plan_id, "unit_id": task.unit_id, "day": day}
     on_time = task.due_at is None or now <= task.due_at
@@ -486,3 +496,33 @@ def rebuild_tallies(connection: Any) -> None:
             when = on_day if isinstance(on_day, date) else date.fromisoformat(str(on_day))
             key = {"plan_id": plan_id, "unit_id": lead, "role": "lead", "day": when}
             _bump(connection, key, sent_back=count)
+
+
+def backfill_step_plans(connection: Any) -> None:
+    """Copy each routed step's list and its unit's role onto the step (what runtime does at
+    creation), for steps that predate the columns or were bulk-loaded."""
+    from sqlalchemy import update
+
+    plan = (
+        select(PlanTask.plan_id)
+        .join(Instance, Instance.plan_task_id == PlanTask.id)
+        .where(Instance.id == HumanTask.instance_id)
+        .scalar_subquery()
+    )
+    role = (
+        select(cast(PlanTaskUnit.role, String))
+        .join(Instance, Instance.plan_task_id == PlanTaskUnit.plan_task_id)
+        .where(Instance.id == HumanTask.instance_id, PlanTaskUnit.unit_id == HumanTask.unit_id)
+        .scalar_subquery()
+    )
+    routed = select(Instance.id).where(Instance.plan_task_id.is_not(None))
+    connection.execute(
+        update(HumanTask)
+        .where(
+            HumanTask.instance_id.in_(routed),
+            HumanTask.unit_id.is_not(None),
+            HumanTask.plan_id.is_(None),
+        )
+        .values(plan_id=plan, role=func.coalesce(role, "office"))
+        .execution_options(synchronize_session=False)
+    )
