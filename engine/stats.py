@@ -191,12 +191,14 @@ def dashboard(session: Session, filters: Filters, now: datetime) -> Dashboard:
             o, soon, over, late_days = (x or 0 for x in values)
             add(plan_id, unit_id, role, Counts(o, soon, over, 0, 0, 0, float(late_days), over))
     if filters.status in (None, "completed"):
-        for t in _tallies(session, filters):
+        for plan_id, unit_id, role, completed, on_time, sent_back, late_days, late in _tallies(
+            session, filters
+        ):
             add(
-                t.plan_id,
-                t.unit_id,
-                t.role,
-                Counts(0, 0, 0, t.completed, t.on_time, t.sent_back, t.late_days, t.late),
+                plan_id,
+                unit_id,
+                role,
+                Counts(0, 0, 0, completed, on_time, sent_back, float(late_days or 0), late),
             )
     plans = {
         p.id: p
@@ -244,11 +246,11 @@ def _open_counts(session: Session, filters: Filters, now: datetime) -> list[Any]
     )
 
 
-def _tally_query(filters: Filters) -> Any:
+def _tally_filter(query: Any, filters: Filters) -> Any:
     plans = select(Plan.id).where(Plan.jurisdiction_id.in_(filters.jurisdiction_ids))
     if filters.plan_key:
         plans = plans.where(Plan.key == filters.plan_key)
-    query = select(StepTally).where(StepTally.plan_id.in_(plans))
+    query = query.where(StepTally.plan_id.in_(plans))
     if filters.unit_id is not None:
         query = query.where(StepTally.unit_id == filters.unit_id)
     if filters.since is not None:
@@ -258,8 +260,19 @@ def _tally_query(filters: Filters) -> Any:
     return query
 
 
-def _tallies(session: Session, filters: Filters) -> list[StepTally]:
-    return list(session.scalars(_tally_query(filters)))
+def _tallies(session: Session, filters: Filters) -> list[Any]:
+    """The tallies summed over the days in range, by list, unit and role."""
+    t = StepTally
+    groups = (t.plan_id, t.unit_id, t.role)
+    query = select(
+        *groups,
+        func.sum(t.completed),
+        func.sum(t.on_time),
+        func.sum(t.sent_back),
+        func.sum(t.late_days),
+        func.sum(t.late),
+    ).group_by(*groups)
+    return list(session.execute(_tally_filter(query, filters)).all())
 
 
 def _weekly(session: Session, filters: Filters, now: datetime) -> list[tuple[date, int]]:
@@ -267,9 +280,10 @@ def _weekly(session: Session, filters: Filters, now: datetime) -> list[tuple[dat
     start = _local_day(now) - timedelta(weeks=11)
     monday = start - timedelta(days=start.weekday())
     recent = Filters(**{**filters.__dict__, "since": max(monday, filters.since or monday)})
+    query = select(StepTally.day, func.sum(StepTally.completed)).group_by(StepTally.day)
     weeks: dict[date, int] = defaultdict(int)
-    for t in _tallies(session, recent):
-        weeks[t.day - timedelta(days=t.day.weekday())] += t.completed
+    for day, completed in session.execute(_tally_filter(query, recent)):
+        weeks[day - timedelta(days=day.weekday())] += int(completed or 0)
     return [
         (monday + timedelta(weeks=i), weeks.get(monday + timedelta(weeks=i), 0)) for i in range(12)
     ]
