@@ -45,6 +45,7 @@ from .runtime import (
     cancel_instance,
     complete_task,
     element_properties,
+    record,
     start_instance,
 )
 
@@ -406,18 +407,7 @@ def reveal(
     allowed = reveals(session, task)
     if not allowed:
         raise PermissionDenied(f"step {task.id} ({task.name}) does not need personal data")
-    session.add(
-        HistoryEntry(
-            instance_id=task.instance_id,
-            human_task_id=task.id,
-            action="revealed",
-            actor_person_id=actor.person_id,
-            actor_position_id=actor.position_id,
-            actor_label=actor.label,
-            data={"fields": sorted(allowed)},
-            at=now,
-        )
-    )
+    record(session, task, "revealed", now, actor, {"fields": sorted(allowed)})
     session.flush()
     return allowed
 

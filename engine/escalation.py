@@ -22,7 +22,7 @@ from .models import (
     TimerState,
 )
 from .notify import holders_of, notify, seat
-from .runtime import AFTER_COMPLETE, NEW_STEP, Actor, Fired, fire_timers
+from .runtime import AFTER_COMPLETE, NEW_STEP, Actor, Fired, fire_timers, record
 
 HISTORY_ACTION = {
     "reminder": "reminded",
@@ -144,18 +144,7 @@ def remind(session: Session, task: HumanTask, actor: Actor, note: str, now: date
     note = note.strip()
     if len(note) > MAX_NOTE:
         raise FormError({"note": f"is longer than {MAX_NOTE} characters"})
-    session.add(
-        HistoryEntry(
-            instance_id=task.instance_id,
-            human_task_id=task.id,
-            action="urged",
-            actor_person_id=actor.person_id,
-            actor_position_id=actor.position_id,
-            actor_label=actor.label,
-            data={"note": note} if note else None,
-            at=now,
-        )
-    )
+    record(session, task, "urged", now, actor, {"note": note} if note else None)
     notify(
         session,
         recipients(session, task, "urge"),

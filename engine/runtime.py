@@ -104,6 +104,18 @@ def _history(
     )
 
 
+def record(
+    session: Session,
+    task: HumanTask,
+    action: str,
+    now: datetime,
+    actor: Actor | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """A history line about a step that is not a completion (a reminder, an unmasking ...)."""
+    _history(session, task.instance, action, now, actor, task, data)
+
+
 def _property(workflow: BpmnWorkflow, task: Task, name: str) -> Any:
     expr = task.task_spec.extensions.get("properties", {}).get(name)
     if expr is None:

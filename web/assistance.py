@@ -31,11 +31,10 @@ from engine.models import (
     Application,
     ApplicationFile,
     ApplicationStatus,
-    HistoryEntry,
     HumanTask,
     Instance,
 )
-from engine.runtime import Actor
+from engine.runtime import Actor, record
 
 from . import get_session
 from .auth import current_viewer
@@ -412,18 +411,7 @@ def bureau_file(task_id: int, file_id: int) -> Response:
         abort(404)
     if not assistance.reveals(session, task):
         abort(403)
-    session.add(
-        HistoryEntry(
-            instance_id=task.instance_id,
-            human_task_id=task.id,
-            action="file_viewed",
-            actor_person_id=actor.person_id,
-            actor_position_id=actor.position_id,
-            actor_label=actor.label,
-            data={"file": file.id},
-            at=utcnow(),
-        )
-    )
+    record(session, task, "file_viewed", utcnow(), actor, {"file": file.id})
     session.commit()
     return _send(file)
 

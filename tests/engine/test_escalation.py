@@ -36,7 +36,7 @@ from engine.models import (
 )
 from engine.routing import hand_out
 from tests.conftest import ROOT
-from tests.helpers import act
+from tests.helpers import act, until_review
 
 
 def _person(s: Session, name: str, unit: str, kind: str, at: datetime) -> int:
@@ -259,21 +259,13 @@ def test_the_yearly_collection_starts_once_in_its_window(seeded) -> None:  # typ
 
 
 def test_sent_back_and_extension_decisions_are_told(seeded, clock) -> None:  # type: ignore[no-untyped-def]
-    from tests.helpers import open_steps
-
     with seeded.begin() as s:
         lead = _person(s, "发改联络员", "县发展和改革局", "liaison", clock())
         (item,) = hand_out(s, "weixi-2023-15", [9], clock())
         item_id = item.id
-    while True:
-        with seeded() as s:
-            steps = open_steps(s, item_id)
-        review = [t for t in steps if t.element_id == "review"]
-        if review:
-            break
-        for step in steps:
-            act(seeded, step, clock)
-    act(seeded, review[0], clock, decision="send_back", reason="数据不全")
+    act(
+        seeded, until_review(seeded, clock, item_id), clock, decision="send_back", reason="数据不全"
+    )
     with seeded() as s:
         assert _events(s, lead)[-2:] == ["task_assigned", "sent_back"]
         notice = s.scalars(select(Notification).where(Notification.event == "sent_back")).one()

@@ -12,7 +12,7 @@ from engine.directory import find_unit, jurisdiction
 from engine.models import HumanTask, TaskState
 from engine.routing import hand_out
 from engine.stats import Filters, dashboard, drill, sort_units
-from tests.helpers import act, open_steps
+from tests.helpers import act, open_steps, until_review
 
 
 def test_counts_by_list_and_unit_with_known_answers(seeded, clock) -> None:  # type: ignore[no-untyped-def]
@@ -74,15 +74,13 @@ def test_tallies_rebuilt_from_the_steps_match_the_running_counts(seeded, clock) 
         (item,) = hand_out(s, "weixi-2023-15", [9], clock())
         item_id = item.id
     late = FixedClock(clock() + timedelta(days=40))
-    while True:
-        with seeded() as s:
-            steps = open_steps(s, item_id)
-        review = [t for t in steps if t.element_id == "review"]
-        if review:
-            break
-        for step in steps:
-            act(seeded, step, late if step.element_id == "acknowledge" else clock)
-    act(seeded, review[0], clock, decision="send_back", reason="补充数据")
+    act(
+        seeded,
+        until_review(seeded, clock, item_id, late),
+        clock,
+        decision="send_back",
+        reason="补充数据",
+    )
 
     def snapshot() -> set[tuple]:
         with seeded() as s:
