@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import FormError, PermissionDenied
@@ -111,28 +111,36 @@ class SweepResult:
 
 def sweep(factory: sessionmaker[Session], now: datetime, limit: int = 10_000) -> SweepResult:
     """Fire every timer due by `now`, one instance per transaction. Two schedulers may sweep
-    at once: PostgreSQL hands each due row to one of them (SKIP LOCKED) and the instance lock
-    plus the workflow's own state make a firing happen once; SQLite runs one writer at a time."""
+    at once: each takes an instance with a due timer that nobody holds (SKIP LOCKED on the
+    instance row, the same lock a step's completion takes), so timer rows are only ever
+    written under their instance's lock and a firing happens once; SQLite runs one writer at
+    a time."""
     result = SweepResult()
+    due = select(Timer.instance_id).where(Timer.state == TimerState.WAITING, Timer.fire_at <= now)
     while result.instances < limit:
         with factory.begin() as session:
-            row = session.execute(
-                select(Timer.id, Timer.instance_id)
-                .where(Timer.state == TimerState.WAITING, Timer.fire_at <= now)
-                .order_by(Timer.fire_at, Timer.id)
+            instance_id = session.scalar(
+                select(Instance.id)
+                .where(Instance.id.in_(due))
+                .order_by(Instance.id)
                 .limit(1)
                 .with_for_update(skip_locked=True)
-            ).first()
-            if row is None:
+            )
+            if instance_id is None:
                 return result
-            fired = fire_timers(session, row.instance_id, now)
-            for f in fired:
-                result.fired += _escalate(session, row.instance_id, f, now)
-            # A row the workflow no longer explains (its step went away under it) is closed,
-            # so the sweep never spins on it.
-            stale = session.get(Timer, row.id)
-            if stale is not None and stale.state == TimerState.WAITING and stale.fire_at <= now:
-                stale.state = TimerState.DONE
+            for fired in fire_timers(session, instance_id, now):
+                result.fired += _escalate(session, instance_id, fired, now)
+            # Rows the workflow no longer explains (their step went away under them) are
+            # closed, so the sweep never spins on them.
+            session.execute(
+                update(Timer)
+                .where(
+                    Timer.instance_id == instance_id,
+                    Timer.state == TimerState.WAITING,
+                    Timer.fire_at <= now,
+                )
+                .values(state=TimerState.DONE)
+            )
             result.instances += 1
     return result
 

@@ -178,7 +178,7 @@ def test_two_schedulers_fire_each_timer_once(seeded, clock) -> None:  # type: ig
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
+    threads = [threading.Thread(target=run) for _ in range(3)]  # two schedulers, and one more
     for t in threads:
         t.start()
     for t in threads:
