@@ -15,16 +15,14 @@ from sqlalchemy.orm import Session
 
 from .errors import Conflict, NotFound
 from .models import (
-    HumanTask,
     Indicator,
     IndicatorActual,
     IndicatorTarget,
     Instance,
     InstanceStatus,
     Jurisdiction,
-    TaskState,
 )
-from .runtime import ON_SAVE, Actor, start_instance
+from .runtime import ON_SAVE, Actor, last_completed, start_instance
 
 PROCESS_ID = "indicator_report"
 
@@ -79,16 +77,7 @@ def _record(session: Session, instance: Instance, workflow: BpmnWorkflow, now: d
     if not workflow.is_completed():
         return
     data = workflow.data
-    report = session.scalar(
-        select(HumanTask)
-        .where(
-            HumanTask.instance_id == instance.id,
-            HumanTask.element_id == "report_indicator",
-            HumanTask.state == TaskState.COMPLETED,
-        )
-        .order_by(HumanTask.id.desc())
-        .limit(1)
-    )
+    report = last_completed(session, instance.id, "report_indicator")
     actual = session.scalar(
         select(IndicatorActual).where(
             IndicatorActual.indicator_id == data["indicator_id"],

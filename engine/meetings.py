@@ -49,7 +49,7 @@ from .models import (
 )
 from .notify import holders_of, notify
 from .routing import hand_out
-from .runtime import ON_SAVE, Actor, start_instance
+from .runtime import ON_SAVE, Actor, last_completed, start_instance
 
 PROCESS_ID = "meeting_minutes"
 MEMBER_KINDS = (PositionKind.CONVENER, PositionKind.DEPUTY_CONVENER, PositionKind.MEMBER)
@@ -466,16 +466,7 @@ def correct_minutes(
 
 
 def _signer(session: Session, minutes: Minutes) -> HumanTask | None:
-    return session.scalar(
-        select(HumanTask)
-        .where(
-            HumanTask.instance_id == minutes.instance_id,
-            HumanTask.element_id == "sign_minutes",
-            HumanTask.state == TaskState.COMPLETED,
-        )
-        .order_by(HumanTask.id.desc())
-        .limit(1)
-    )
+    return last_completed(session, minutes.instance_id, "sign_minutes")
 
 
 def _route_items(session: Session, minutes: Minutes, now: datetime) -> None:

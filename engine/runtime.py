@@ -116,6 +116,20 @@ def record(
     _history(session, task.instance, action, now, actor, task, data)
 
 
+def last_completed(session: Session, instance_id: int | None, element_id: str) -> HumanTask | None:
+    """The latest completion of a step of the instance (who signed, what was reported)."""
+    return session.scalar(
+        select(HumanTask)
+        .where(
+            HumanTask.instance_id == instance_id,
+            HumanTask.element_id == element_id,
+            HumanTask.state == TaskState.COMPLETED,
+        )
+        .order_by(HumanTask.id.desc())
+        .limit(1)
+    )
+
+
 def _property(workflow: BpmnWorkflow, task: Task, name: str) -> Any:
     expr = task.task_spec.extensions.get("properties", {}).get(name)
     if expr is None:

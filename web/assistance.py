@@ -24,7 +24,7 @@ from werkzeug.wrappers import Response
 
 from engine import assistance
 from engine.access import acting_position
-from engine.clock import local_today, utcnow
+from engine.clock import utcnow
 from engine.errors import Conflict, FormError, PermissionDenied
 from engine.items import AttachmentStore, check_upload
 from engine.models import (
@@ -416,10 +416,5 @@ def bureau_file(task_id: int, file_id: int) -> Response:
     return _send(file)
 
 
-def today_text() -> str:
-    return local_today(utcnow()).isoformat()
-
-
 def init_app(app: Any) -> None:
     app.register_blueprint(bp)
-    app.add_template_global(today_text, "today_text")

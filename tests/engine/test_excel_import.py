@@ -39,9 +39,7 @@ def _sheet(path, rows: list[tuple]) -> None:  # type: ignore[no-untyped-def]
 
 def test_the_responsibility_cell_is_split_by_role() -> None:
     roles, problems = parse_responsibility(
-        "县卫生健康局、县政务服务\\n管理局牵头;县公安局、县财政局配合;各乡(镇)党委、政府落实".replace(
-            "\\n", "\n"
-        )
+        "县卫生健康局、县政务服务\n管理局牵头;县公安局、县财政局配合;各乡(镇)党委、政府落实"
     )
     assert problems == []
     assert roles == {
