@@ -168,7 +168,6 @@ def remind(session: Session, task: HumanTask, actor: Actor, note: str, now: date
 
 
 def _new_step(session: Session, instance: Instance, task: HumanTask, now: datetime) -> None:
-    session.flush()  # the step's id goes into its link
     event = "minutes_to_review" if task.form == "minutes_review" else "task_assigned"
     notify(
         session,

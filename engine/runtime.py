@@ -1,21 +1,27 @@
 """Running instances: start one, complete a human step. Every call is one unit of work inside
 the caller's transaction: lock the instance, load its state onto the cached spec, run, mirror the
-human tasks, save. The caller commits (route, CLI command, scheduler job) or rolls back."""
+human tasks, save. The caller commits (route, CLI command, scheduler job) or rolls back.
+
+The rows a step writes (the step, its history line, new steps, timers, the instance's state)
+are written with Core statements, not through the ORM's unit of work, which cost more than
+SpiffWorkflow itself per step; the ORM objects the hooks receive are kept in step with
+`set_committed_value`, so they never turn dirty and are never written twice."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState as SpiffState
-from sqlalchemy import event, select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import Connection, Table, bindparam, event, insert, select, update
+from sqlalchemy.orm import Session, joinedload, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .clock import end_of_local_day, local_today
 from .deploy import latest_version
@@ -41,6 +47,56 @@ from .models import (
 from .specs import SERIALIZER_VERSION, SPEC_CACHE, Specs, dump_state, load_state, new_workflow
 from .timing import Rules, rules_for, running_at
 
+_HISTORY = cast(Table, HistoryEntry.__table__)
+_HUMAN = cast(Table, HumanTask.__table__)
+_INSTANCE = cast(Table, Instance.__table__)
+_TIMER = cast(Table, Timer.__table__)
+_POSITION = cast(Table, Position.__table__)
+
+# The statements every step runs, built once: building and cache-keying a statement costs
+# more CPU than executing it.
+_ADD_HISTORY = insert(_HISTORY)
+_ADD_STEP = insert(_HUMAN).returning(_HUMAN.c.id)
+_ADD_INSTANCE = insert(_INSTANCE).returning(_INSTANCE.c.id)
+_ADD_TIMERS = insert(_TIMER)
+_FINISH_STEP = update(_HUMAN).where(_HUMAN.c.id == bindparam("step_id"))
+_SAVE_INSTANCE = (
+    update(_INSTANCE)
+    .where(
+        _INSTANCE.c.id == bindparam("instance_id"),
+        _INSTANCE.c.revision == bindparam("old_revision"),
+    )
+    .values(revision=_INSTANCE.c.revision + 1)
+)
+_FIND_POSITION = select(_POSITION.c.id).where(
+    _POSITION.c.unit_id == bindparam("unit_id"), _POSITION.c.kind == bindparam("kind")
+)
+_LOCK_INSTANCE_ROW = (
+    select(_INSTANCE.c.id).where(_INSTANCE.c.id == bindparam("instance_id")).with_for_update()
+)
+_RUNNING_SIBLING = (
+    select(_INSTANCE.c.id)
+    .where(
+        _INSTANCE.c.parent_id == bindparam("parent_id"),
+        _INSTANCE.c.parent_element_id == bindparam("element_id"),
+        _INSTANCE.c.status == InstanceStatus.RUNNING,
+    )
+    .limit(1)
+)
+_TIMERS_DONE = (
+    update(_TIMER)
+    .where(
+        _TIMER.c.spiff_task_id.in_(bindparam("spiff_ids", expanding=True)),
+        _TIMER.c.state == TimerState.WAITING,
+    )
+    .values(state=TimerState.DONE)
+)
+_TIMER_MOVED = (
+    update(_TIMER)
+    .where(_TIMER.c.spiff_task_id == bindparam("spiff_id"))
+    .values(fired=_TIMER.c.fired + 1)
+)
+
 
 class ProcessError(DubanError):
     """The process itself misbehaved at run time (a bad property, a failing script)."""
@@ -55,6 +111,13 @@ class Actor:
     person_id: int | None = None
     label: str = ""
     account_id: int | None = None
+
+
+@dataclass(frozen=True)
+class _Step:
+    """A step known only by its id (a history line about a step the process cancelled)."""
+
+    id: int
 
 
 # Per process id: called after every save of an instance of that process, in the same
@@ -87,21 +150,39 @@ def _history(
     action: str,
     now: datetime,
     actor: Actor | None = None,
-    task: HumanTask | None = None,
+    task: HumanTask | _Step | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
-        HistoryEntry(
-            instance=instance,
-            human_task=task,
-            action=action,
-            actor_person_id=actor.person_id if actor else None,
-            actor_position_id=actor.position_id if actor else None,
-            actor_label=actor.label if actor else "system",
-            data=data,
-            at=now,
-        )
+    _conn(session).execute(
+        _ADD_HISTORY,
+        {
+            "instance_id": instance.id,
+            "human_task_id": task.id if task is not None else None,
+            "action": action,
+            "actor_person_id": actor.person_id if actor else None,
+            "actor_position_id": actor.position_id if actor else None,
+            "actor_label": actor.label if actor else "system",
+            "data": data,
+            "at": now,
+        },
     )
+
+
+def _conn(session: Session) -> Connection:
+    """The transaction's connection, for Core statements (no autoflush, no ORM bookkeeping)."""
+    return session.connection()
+
+
+def _set(obj: Any, **values: Any) -> None:
+    """Keep a loaded object in step with what a Core statement wrote, without making it dirty."""
+    for name, value in values.items():
+        set_committed_value(obj, name, value)
+
+
+def _attach(session: Session, obj: Any) -> None:
+    """Make an object whose row a Core INSERT wrote (its id set) a persistent one of the session."""
+    make_transient_to_detached(obj)
+    session.add(obj)
 
 
 def record(
@@ -171,9 +252,7 @@ def _forget_transaction_cache(session: Session, transaction: Any) -> None:
 def _position_id(session: Session, task: Task, unit_id: Any, kind: Any) -> int:
     cache = _transaction_cache(session, "positions")
     if (unit_id, kind) not in cache:
-        position_id = session.scalar(
-            select(Position.id).where(Position.unit_id == unit_id, Position.kind == kind)
-        )
+        position_id = _conn(session).scalar(_FIND_POSITION, {"unit_id": unit_id, "kind": kind})
         if position_id is None:
             raise ProcessError(
                 f"element '{task.task_spec.bpmn_id}': unit {unit_id} has no position '{kind}'"
@@ -187,11 +266,15 @@ def _item_units(session: Session, plan_task_id: int) -> tuple[int, dict[int, str
     """An item's list and the role of each of its units (read once per transaction)."""
     cache = _transaction_cache(session, "items")
     if plan_task_id not in cache:
-        rows = session.execute(
-            select(PlanTask.plan_id, PlanTaskUnit.unit_id, PlanTaskUnit.role)
-            .outerjoin(PlanTaskUnit, PlanTaskUnit.plan_task_id == PlanTask.id)
-            .where(PlanTask.id == plan_task_id)
-        ).all()
+        rows = (
+            _conn(session)
+            .execute(
+                select(PlanTask.plan_id, PlanTaskUnit.unit_id, PlanTaskUnit.role)
+                .outerjoin(PlanTaskUnit, PlanTaskUnit.plan_task_id == PlanTask.id)
+                .where(PlanTask.id == plan_task_id)
+            )
+            .all()
+        )
         roles = {unit: r.value for _plan, unit, r in rows if unit is not None}
         cache[plan_task_id] = (rows[0][0], roles)
     found: tuple[int, dict[int, str]] = cache[plan_task_id]
@@ -233,19 +316,12 @@ def _sync(
         detached = {i: t for i, t in ready.items() if _detached_process(t) is not None}
         gone = mirrored - ready.keys()
         if gone:
-            for row in session.scalars(
-                select(HumanTask).where(
-                    HumanTask.spiff_task_id.in_(gone), HumanTask.state == TaskState.READY
-                )
-            ):
-                row.state, row.completed_at = TaskState.CANCELLED, now
-                _history(session, instance, "cancelled", now, task=row)
+            _cancel_steps(session, instance, now, _HUMAN.c.spiff_task_id.in_(gone))
             mirrored -= gone
         finished = _sync_children(session, instance, workflow, detached, now)
         for spiff_id, task in ready.items():
             if spiff_id not in mirrored and spiff_id not in detached:
                 row = _human_task(session, instance, workflow, task, now)
-                session.add(row)
                 mirrored.add(spiff_id)
                 for hook in NEW_STEP:
                     hook(session, instance, row, now)
@@ -272,21 +348,43 @@ def _human_task(
         if instance.plan_task_id is not None:
             plan_id, roles = _item_units(session, instance.plan_task_id)
             role = roles.get(unit_id, "office")
-    return HumanTask(
-        plan_id=plan_id,
-        role=role,
-        instance=instance,
-        spiff_task_id=str(task.id),
-        element_id=task.task_spec.bpmn_id,
-        name=task.task_spec.bpmn_name or task.task_spec.bpmn_id,
-        form=task.task_spec.extensions["properties"]["form"],
-        unit_id=unit_id,
-        position_id=position_id,
-        account_id=account_id,
-        state=TaskState.READY,
-        due_at=_due_at(_property(workflow, task, "due")),
-        created_at=now,
+    values = {
+        "plan_id": plan_id,
+        "role": role,
+        "instance_id": instance.id,
+        "spiff_task_id": str(task.id),
+        "element_id": task.task_spec.bpmn_id,
+        "name": task.task_spec.bpmn_name or task.task_spec.bpmn_id,
+        "form": task.task_spec.extensions["properties"]["form"],
+        "unit_id": unit_id,
+        "position_id": position_id,
+        "account_id": account_id,
+        "state": TaskState.READY,
+        "due_at": _due_at(_property(workflow, task, "due")),
+        "created_at": now,
+    }
+    row = HumanTask(id=_conn(session).execute(_ADD_STEP, values).scalar_one(), **values)
+    _attach(session, row)
+    return row
+
+
+def _cancel_steps(session: Session, instance: Instance, now: datetime, which: Any) -> None:
+    """Cancel the instance's open steps matching `which`, each with its history line."""
+    cancelled = (
+        _conn(session)
+        .scalars(
+            update(_HUMAN)
+            .where(_HUMAN.c.instance_id == instance.id, _HUMAN.c.state == TaskState.READY, which)
+            .values(state=TaskState.CANCELLED, completed_at=now)
+            .returning(_HUMAN.c.id)
+        )
+        .all()
     )
+    for step_id in cancelled:
+        loaded = session.identity_map.get(session.identity_key(HumanTask, step_id))
+        if loaded is not None:
+            _set(loaded, state=TaskState.CANCELLED, completed_at=now)
+        _history(session, instance, "cancelled", now, task=_Step(step_id))
 
 
 def _sync_children(
@@ -336,7 +434,7 @@ def _spawn(
     inputs = _property(workflow, task, "inputs")
     if not isinstance(inputs, dict):
         raise ProcessError(f"element '{task.task_spec.bpmn_id}': inputs must be a mapping")
-    parent.has_children = True
+    _set(parent, has_children=True)  # written with the parent's state
     return start_instance(
         session,
         process_id,
@@ -350,13 +448,28 @@ def _spawn(
 
 
 def _cancel(session: Session, instance: Instance, now: datetime) -> None:
-    instance.status, instance.completed_at = InstanceStatus.CANCELLED, now
-    for row in session.scalars(
-        select(HumanTask).where(
-            HumanTask.instance_id == instance.id, HumanTask.state == TaskState.READY
+    revision = _conn(session).scalar(
+        update(_INSTANCE)
+        .where(_INSTANCE.c.id == instance.id)
+        .values(
+            status=InstanceStatus.CANCELLED, completed_at=now, revision=_INSTANCE.c.revision + 1
         )
+        .returning(_INSTANCE.c.revision)
+    )
+    _set(instance, status=InstanceStatus.CANCELLED, completed_at=now, revision=revision)
+    for step_id in (
+        _conn(session)
+        .scalars(
+            update(_HUMAN)
+            .where(_HUMAN.c.instance_id == instance.id, _HUMAN.c.state == TaskState.READY)
+            .values(state=TaskState.CANCELLED, completed_at=now)
+            .returning(_HUMAN.c.id)
+        )
+        .all()
     ):
-        row.state, row.completed_at = TaskState.CANCELLED, now
+        loaded = session.identity_map.get(session.identity_key(HumanTask, step_id))
+        if loaded is not None:
+            _set(loaded, state=TaskState.CANCELLED, completed_at=now)
     for child in session.scalars(
         select(Instance).where(
             Instance.parent_id == instance.id, Instance.status == InstanceStatus.RUNNING
@@ -373,15 +486,10 @@ def _resume_parent(session: Session, child: Instance, now: datetime) -> None:
     but the cost."""
     while child.parent_id is not None and child.status == InstanceStatus.COMPLETED:
         # Lock the row only; the parent's state is read just when this was the last sibling.
-        session.execute(select(Instance.id).where(Instance.id == child.parent_id).with_for_update())
-        running = session.scalar(
-            select(Instance.id)
-            .where(
-                Instance.parent_id == child.parent_id,
-                Instance.parent_element_id == child.parent_element_id,
-                Instance.status == InstanceStatus.RUNNING,
-            )
-            .limit(1)
+        conn = _conn(session)
+        conn.execute(_LOCK_INSTANCE_ROW, {"instance_id": child.parent_id})
+        running = conn.scalar(
+            _RUNNING_SIBLING, {"parent_id": child.parent_id, "element_id": child.parent_element_id}
         )
         if running is not None:
             return
@@ -390,7 +498,6 @@ def _resume_parent(session: Session, child: Instance, now: datetime) -> None:
             workflow = load_workflow(session, parent)
             _sync(session, parent, workflow, now, _human_ready(workflow))
             _save(session, parent, workflow, now)
-        session.flush()
         child = parent
 
 
@@ -427,42 +534,52 @@ def _mirror_timers(session: Session, instance: Instance, workflow: BpmnWorkflow)
     if now_waiting == before:
         return
     gone = [i for i in before if i not in now_waiting]
+    conn = _conn(session)
     if gone:
-        session.execute(
-            update(Timer)
-            .where(Timer.spiff_task_id.in_(gone), Timer.state == TimerState.WAITING)
-            .values(state=TimerState.DONE)
-        )
-    for spiff_id, (kind, element, host, at) in now_waiting.items():
-        if spiff_id not in before:
-            session.add(
-                Timer(
-                    instance=instance,
-                    spiff_task_id=spiff_id,
-                    element_id=element,
-                    host_element_id=host,
-                    kind=TimerKind(kind),
-                    fire_at=at,
-                    state=TimerState.WAITING,
-                )
-            )
-        elif before[spiff_id][3] != at:
-            session.execute(
-                update(Timer)
-                .where(Timer.spiff_task_id == spiff_id)
-                .values(fire_at=at, fired=Timer.fired + 1)
-            )
+        conn.execute(_TIMERS_DONE, {"spiff_ids": gone})
+    new = [
+        {
+            "instance_id": instance.id,
+            "spiff_task_id": spiff_id,
+            "element_id": element,
+            "host_element_id": host,
+            "kind": TimerKind(kind),
+            "fire_at": at,
+            "state": TimerState.WAITING,
+            "fired": 0,
+        }
+        for spiff_id, (kind, element, host, at) in now_waiting.items()
+        if spiff_id not in before
+    ]
+    if new:
+        conn.execute(_ADD_TIMERS, new)
+    for spiff_id, (_kind, _element, _host, at) in now_waiting.items():
+        if spiff_id in before and before[spiff_id][3] != at:
+            conn.execute(_TIMER_MOVED, {"spiff_id": spiff_id, "fire_at": at})
     workflow.duban_timers = now_waiting  # type: ignore[attr-defined]
 
 
 def _save(session: Session, instance: Instance, workflow: BpmnWorkflow, now: datetime) -> None:
     _mirror_timers(session, instance, workflow)
-    instance.state = dump_state(workflow)
-    instance.serializer_version = SERIALIZER_VERSION
-    instance.updated_at = now
+    if session.is_modified(instance):  # changed through the ORM by a caller: write that first
+        session.flush([instance])
+    values: dict[str, Any] = {
+        "state": dump_state(workflow),
+        "serializer_version": SERIALIZER_VERSION,
+        "updated_at": now,
+        "has_children": instance.has_children,
+        "root_id": instance.root_id,
+    }
     if workflow.is_completed():
-        instance.status = InstanceStatus.COMPLETED
-        instance.completed_at = now
+        values |= {"status": InstanceStatus.COMPLETED, "completed_at": now}
+    # The instance is locked, so the revision cannot have moved: the check guards the lock.
+    written = _conn(session).execute(
+        _SAVE_INSTANCE,
+        {"instance_id": instance.id, "old_revision": instance.revision, **values},
+    )
+    if written.rowcount != 1:
+        raise Conflict(f"instance {instance.id} was changed by someone else; nothing was saved")
+    _set(instance, revision=instance.revision + 1, **values)
     hook = ON_SAVE.get(instance.process_id)
     if hook is not None:
         hook(session, instance, workflow, now)
@@ -508,7 +625,7 @@ def start_instance(
             raise Conflict(f"{process_id} '{business_key}' was already started (instance {exists})")
     if jurisdiction_id is None and parent is not None:
         jurisdiction_id = parent.jurisdiction_id
-    with running_at(now, rules_for(session, jurisdiction_id, process_id)):
+    with running_at(now, lambda: rules_for(session, jurisdiction_id, process_id)):
         return _start(
             session,
             version,
@@ -540,26 +657,30 @@ def _start(
     workflow = new_workflow(_specs(session, version.id))
     workflow.get_tasks(state=SpiffState.READY)[0].set_data(**data)
     _run(workflow.do_engine_steps)
-    instance = Instance(
-        jurisdiction_id=jurisdiction_id,
-        process_version_id=version.id,
-        process_id=process_id,
-        business_key=business_key,
-        plan_task_id=plan_task_id,
-        status=InstanceStatus.RUNNING,
-        state=b"",
-        serializer_version=SERIALIZER_VERSION,
-        created_at=now,
-        updated_at=now,
-        parent_id=parent.id if parent else None,
-        root_id=parent.root_id if parent else None,
-        parent_task_id=str(parent_task.id) if parent_task else None,
-        parent_element_id=parent_task.task_spec.bpmn_id if parent_task else None,
-    )
-    session.add(instance)
+    values: dict[str, Any] = {
+        "jurisdiction_id": jurisdiction_id,
+        "process_version_id": version.id,
+        "process_id": process_id,
+        "business_key": business_key,
+        "plan_task_id": plan_task_id,
+        "status": InstanceStatus.RUNNING,
+        "state": b"",  # written by _save below, once the new steps and children exist
+        "serializer_version": SERIALIZER_VERSION,
+        "revision": 1,
+        "has_children": False,
+        "created_at": now,
+        "updated_at": now,
+        "completed_at": None,
+        "parent_id": parent.id if parent else None,
+        "root_id": parent.root_id if parent else None,
+        "parent_task_id": str(parent_task.id) if parent_task else None,
+        "parent_element_id": parent_task.task_spec.bpmn_id if parent_task else None,
+    }
+    instance_id = _conn(session).execute(_ADD_INSTANCE, values).scalar_one()
+    instance = Instance(id=instance_id, **values)
+    _attach(session, instance)
     if parent is None:
-        session.flush()  # a top-level instance is its own root, and its children need its id
-        instance.root_id = instance.id
+        _set(instance, root_id=instance_id)  # a top-level instance is its own root
     _history(session, instance, "started", now, actor, data={"version": version.version})
     _sync(session, instance, workflow, now, mirrored=set())
     _save(session, instance, workflow, now)
@@ -641,8 +762,10 @@ def load_workflow(session: Session, instance: Instance) -> BpmnWorkflow:
     return workflow
 
 
-def _rules(session: Session, instance: Instance) -> Rules:
-    return rules_for(session, instance.jurisdiction_id, instance.process_id)
+def _rules(session: Session, instance: Instance) -> Callable[[], Rules]:
+    """The instance's escalation rules, read only if one of its timers is evaluated."""
+    jurisdiction_id, process_id = instance.jurisdiction_id, instance.process_id
+    return lambda: rules_for(session, jurisdiction_id, process_id)
 
 
 def may_act(session: Session, actor: Actor, task: HumanTask) -> bool:
@@ -734,16 +857,19 @@ def _complete(
     spiff_task.set_data(**clean)
     _run(spiff_task.run)
     _run(workflow.do_engine_steps)
-    task.state = TaskState.COMPLETED
-    task.completed_at = now
-    task.completed_by_id = actor.person_id
-    task.form_data = clean
+    done = {
+        "state": TaskState.COMPLETED,
+        "completed_at": now,
+        "completed_by_id": actor.person_id,
+        "form_data": clean,
+    }
+    _conn(session).execute(_FINISH_STEP, {"step_id": task.id, **done})
+    _set(task, **done)
     _history(
         session, instance, "completed", now, actor, task, {"element": task.element_id, **clean}
     )
     _sync(session, instance, workflow, now, mirrored)
     _save(session, instance, workflow, now)
-    session.flush()
     _resume_parent(session, instance, now)
     hook = AFTER_COMPLETE.get(task.form)
     if hook is not None:

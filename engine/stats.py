@@ -370,22 +370,31 @@ def _local_day(at: datetime) -> date:
     return local_today(at)
 
 
+_COUNTERS = ("completed", "on_time", "late", "late_days", "sent_back")
+_BUMP: dict[str, Any] = {}  # per dialect: the upsert, built once (it runs on every step)
+
+
+def _bump_statement(dialect: str) -> Any:
+    if dialect not in _BUMP:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        table: Any = StepTally.__table__
+        statement = insert(table)
+        _BUMP[dialect] = statement.on_conflict_do_update(
+            index_elements=["plan_id", "unit_id", "role", "day"],
+            set_={name: table.c[name] + statement.excluded[name] for name in _COUNTERS},
+        )
+    return _BUMP[dialect]
+
+
 def _bump(session: Any, key: dict[str, Any], **add: float) -> None:
     """Add to one tally row, creating it if needed, in one statement on either backend
     (`session` may be a Session or a Connection)."""
-    bind = session.get_bind() if isinstance(session, Session) else session
-    if bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    row = {"completed": 0, "on_time": 0, "late": 0, "late_days": 0.0, "sent_back": 0} | add
-    statement = insert(StepTally).values(**key, **row)
-    table = StepTally.__table__.c
-    statement = statement.on_conflict_do_update(
-        index_elements=["plan_id", "unit_id", "role", "day"],
-        set_={name: table[name] + statement.excluded[name] for name in add},
-    )
-    session.execute(statement)
+    connection = session.connection() if isinstance(session, Session) else session
+    row = {name: 0 for name in _COUNTERS} | add | key
+    connection.execute(_bump_statement(connection.dialect.name), row)
 
 
 def _plan_and_role(session: Session, plan_task_id: int, unit_id: int) -> tuple[int, str]:

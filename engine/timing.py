@@ -16,7 +16,7 @@ jurisdiction and per process, not code."""
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -46,7 +46,20 @@ class Rules:
         )
 
 
-_RULES: contextvars.ContextVar[Rules | None] = contextvars.ContextVar("duban_rules", default=None)
+# The rules, or how to read them: most steps evaluate no timer, so they are read only when one does.
+_RULES: contextvars.ContextVar[Rules | Callable[[], Rules] | None] = contextvars.ContextVar(
+    "duban_rules", default=None
+)
+
+
+def _rules() -> Rules:
+    rules = _RULES.get()
+    if rules is None:
+        return Rules()
+    if callable(rules):
+        rules = rules()
+        _RULES.set(rules)
+    return rules
 
 
 class _SpiffDatetime(datetime):
@@ -64,8 +77,9 @@ spiff_timer.datetime = _SpiffDatetime  # type: ignore[misc]
 
 
 @contextmanager
-def running_at(now: datetime, rules: Rules | None = None) -> Iterator[None]:
-    """Run SpiffWorkflow work as of `now` (timers included), under `rules`."""
+def running_at(now: datetime, rules: Rules | Callable[[], Rules] | None = None) -> Iterator[None]:
+    """Run SpiffWorkflow work as of `now` (timers included), under `rules` (or the rules a
+    callable reads when a timer first needs them)."""
     token = _NOW.set(now.astimezone(UTC))
     rules_token = _RULES.set(rules or Rules())
     try:
@@ -83,7 +97,7 @@ def _due(value: Any) -> datetime:
 
 def escalation_at(due: Any, kind: str) -> str:
     """When a step's timer of `kind` fires, as ISO 8601 (a timeDate expression's value)."""
-    rules, at = _RULES.get() or Rules(), _due(due)
+    rules, at = _rules(), _due(due)
     if kind == "reminder":
         at -= timedelta(days=rules.reminder_days)
     elif kind == "escalate":
@@ -96,7 +110,7 @@ def escalation_at(due: Any, kind: str) -> str:
 def urge_cycle(due: Any) -> str:
     """Repeated reminders while overdue: an ISO 8601 recurring interval (a timeCycle value)
     starting one cadence after the due time."""
-    rules = _RULES.get() or Rules()
+    rules = _rules()
     every = timedelta(days=rules.urge_every_days)
     start = _due(due) + every
     return f"R99/{start.isoformat()}/P{rules.urge_every_days}D"
@@ -117,12 +131,16 @@ def rules_for(session: Any, jurisdiction_id: int | None, process_id: str) -> Rul
     cache: dict[tuple[int, str], Rules] = session.info.setdefault("duban.rules", {})
     key = (jurisdiction_id, process_id)
     if key not in cache:
-        rows = session.execute(
-            select(JurisdictionSetting.key, JurisdictionSetting.value).where(
-                JurisdictionSetting.jurisdiction_id == jurisdiction_id,
-                JurisdictionSetting.key.like("escalation.%"),
+        rows = (
+            session.connection()
+            .execute(
+                select(JurisdictionSetting.key, JurisdictionSetting.value).where(
+                    JurisdictionSetting.jurisdiction_id == jurisdiction_id,
+                    JurisdictionSetting.key.like("escalation.%"),
+                )
             )
-        ).all()
+            .all()
+        )
         values = {k.split(".")[-1]: v for k, v in rows if k.count(".") == 1}
         values |= {
             k.split(".")[-1]: v for k, v in rows if k.startswith(f"escalation.{process_id}.")
