@@ -6,11 +6,15 @@ about to replace (SQLite has no row locks)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 DEFAULT_URL = "sqlite:///var/duban.sqlite3"
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -52,21 +56,45 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to `revision` with Alembic (the only way duban creates tables)."""
     from alembic import command
-    from alembic.config import Config
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    _migrate(engine, lambda cfg: command.upgrade(cfg, revision))
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     from alembic import command
+
+    _migrate(engine, lambda cfg: command.downgrade(cfg, revision))
+
+
+def _migrate(engine: Engine, run: Callable[[Config], None]) -> None:
+    """Run migrations in one transaction. On SQLite a batch migration rebuilds a table (copy,
+    drop, rename), and with foreign keys enforced the drop fails as soon as rows of another
+    table point at it: enforcement is off while migrating (the pragma is ignored inside a
+    transaction, so it is set before BEGIN) and the result is checked before committing."""
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
+    with engine.connect() as conn:
+        sqlite = conn.connection.dbapi_connection if engine.dialect.name == "sqlite" else None
+        if sqlite is not None:
+            sqlite.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                run(cfg)
+                if sqlite is not None:
+                    _check_foreign_keys(conn)
+        finally:
+            if sqlite is not None:
+                sqlite.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(conn: Connection) -> None:
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        table, rowid, parent, _ = broken[0]
+        raise RuntimeError(
+            f"the migration left {len(broken)} row(s) pointing at nothing, "
+            f"e.g. {table} row {rowid} -> {parent}; nothing was changed"
+        )

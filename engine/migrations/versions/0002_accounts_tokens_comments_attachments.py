@@ -18,6 +18,9 @@ depends_on: Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    from engine.migrations.early_instance_table import settle
+
+    settle()  # a database made while 0001 was still being rewritten
     op.create_table('account',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('person_id', sa.Integer(), nullable=False),
