@@ -29,8 +29,10 @@ run: setup
 test: setup
 	scripts/test.sh
 
+# Every performance figure in one run: bench/results/report.md (+ report.json). The full sizes
+# take a while on 2 cores; `make bench BENCH_ARGS=--quick` is the quick check.
 bench: setup
-	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/report.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var *.egg-info

@@ -8,8 +8,8 @@ the item's top-level instance and the branch instances its detached calls start.
 * raw full blob: the same with SpiffWorkflow's own serialize_json/deserialize_json (spec included);
 * duban SQLite / PostgreSQL: engine.runtime.complete_task, one transaction per completion.
 
-Usage: .venv/bin/python bench/bench_engine.py [--out FILE] [--postgres URL] [--instances N]
-       [--processes DIR] [--no-profile]
+Usage: .venv/bin/python bench/bench_engine.py [--out FILE] [--json FILE] [--postgres URL]
+       [--instances N] [--processes DIR] [--no-profile]
 See bench/README.md for what each figure means.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import hashlib
+import json
 import os
 import pstats
 import sqlite3
@@ -142,6 +143,8 @@ class Result:
     state_bytes: float = 0.0
     db_bytes: float | None = None
     notes: list[str] = field(default_factory=list)
+    # Bytes per stored instance: top-level, mean branch, largest (for the 8 KB target).
+    instance_bytes: dict[str, float] = field(default_factory=dict)
 
     def add_repetition(self, wall: float, cpu: float, latencies: list[float]) -> None:
         self.rates.append(len(latencies) / wall)
@@ -360,6 +363,12 @@ def bench_raw(
     warm = raw_started(specs, codec, today)
     raw_item(warm, data, [])
     root = warm.instances[0]
+    branches = len(warm.instances) - 1
+    result.instance_bytes = {
+        "top_level": len(root.blob),
+        "branch_mean": (warm.state_bytes() - len(root.blob)) / max(branches, 1),
+        "largest": warm.peak,
+    }
     result.notes.append(
         f"{len(warm.instances)} instance(s) per item; a finished item stores {len(root.blob):,} "
         f"bytes in its top-level instance and {warm.state_bytes() - len(root.blob):,} in its "
@@ -501,6 +510,7 @@ class Stored:
     instances: int  # finished instances, branches included
     root_bytes: float  # mean length(state) of a finished top-level instance
     item_bytes: float  # mean length(state) summed over an item's instances
+    largest: int  # the longest state of any instance
 
 
 def stored_state(factory: sessionmaker[Session]) -> Stored:
@@ -511,13 +521,17 @@ def stored_state(factory: sessionmaker[Session]) -> Stored:
                 done, Instance.parent_id.is_(None)
             )
         ).one()
-        instances, total = session.execute(
-            select(func.count(), func.sum(func.length(Instance.state))).where(done)
+        instances, total, largest = session.execute(
+            select(
+                func.count(),
+                func.sum(func.length(Instance.state)),
+                func.max(func.length(Instance.state)),
+            ).where(done)
         ).one()
         running = session.scalar(select(func.count()).where(~done).select_from(Instance))
     if running:
         raise RuntimeError(f"{running} instance(s) did not finish")
-    return Stored(items, instances, float(root_bytes), float(total) / items)
+    return Stored(items, instances, float(root_bytes), float(total) / items, int(largest))
 
 
 def bench_duban(
@@ -540,6 +554,12 @@ def bench_duban(
     if stored.items != len(ids):
         raise RuntimeError(f"{name}: {stored.items} of {len(ids)} items finished")
     result.state_bytes = stored.item_bytes
+    result.instance_bytes = {
+        "top_level": stored.root_bytes,
+        "branch_mean": (stored.item_bytes - stored.root_bytes)
+        / max(stored.instances / stored.items - 1, 1),
+        "largest": stored.largest,
+    }
     result.notes += [
         f"hand_out: {1000 * start_seconds:.1f} ms per item started ({len(ids)} in one "
         "transaction, not in the figures above)",
@@ -572,7 +592,7 @@ def profile_item(
 ProfileRow = tuple[float, int, str]  # cumulative seconds, calls, label
 
 
-def _where(path: str) -> str | None:
+def code_location(path: str) -> str | None:
     """'engine/…' or 'SpiffWorkflow/…' for the code this report looks at, else None."""
     if "/SpiffWorkflow/" in path:
         return "SpiffWorkflow/" + path.split("/SpiffWorkflow/", 1)[1]
@@ -581,7 +601,7 @@ def _where(path: str) -> str | None:
     return None
 
 
-def _package(path: str, func_name: str) -> str:
+def package_of(path: str, func_name: str) -> str:
     """Where self time goes, coarsely: built-ins count for the module they belong to."""
     text = f"{path} {func_name}"
     for needle, label in (
@@ -609,38 +629,44 @@ def _top_table(rows: list[ProfileRow], total: float, limit: int) -> list[str]:
 
 
 def profile_report(name: str, stats: pstats.Stats, limit: int = 10) -> str:
+    return "\n".join(
+        [
+            f"{name}, one item ({STEPS_PER_ITEM} completions including the step "
+            f"fetches): {1000 * stats.total_tt:.0f} ms under cProfile, which inflates every "
+            "figure; read the shares.",
+            "",
+            *profile_tables(stats, limit),
+        ]
+    )
+
+
+def profile_tables(stats: pstats.Stats, limit: int = 10) -> list[str]:
     """Top cumulative entries in engine/ and in SpiffWorkflow, and self time by package."""
     total = stats.total_tt
     engine_rows: list[ProfileRow] = []
     spiff_rows: list[ProfileRow] = []
     self_time: dict[str, float] = {}
     for (path, line, func_name), (_cc, calls, tt, cum, _callers) in stats.stats.items():
-        package = _package(path, func_name)
+        package = package_of(path, func_name)
         self_time[package] = self_time.get(package, 0.0) + tt
-        where = _where(path)
+        where = code_location(path)
         if where is not None:
             rows = spiff_rows if where.startswith("SpiffWorkflow") else engine_rows
             rows.append((cum, calls, f"{where}:{line} {func_name}"))
     by_package = sorted(self_time.items(), key=lambda kv: -kv[1])
-    return "\n".join(
-        [
-            f"{name}, one item ({STEPS_PER_ITEM} completions including the step "
-            f"fetches): {1000 * total:.0f} ms under cProfile, which inflates every figure; "
-            "read the shares.",
-            "",
-            f"Top {limit} cumulative in engine/:",
-            "",
-            *_top_table(engine_rows, total, limit),
-            "",
-            f"Top {limit} cumulative in SpiffWorkflow:",
-            "",
-            *_top_table(spiff_rows, total, limit),
-            "",
-            "Self time by package: "
-            + ", ".join(f"{label} {100 * tt / total:.0f}%" for label, tt in by_package)
-            + ".",
-        ]
-    )
+    return [
+        f"Top {limit} cumulative in engine/:",
+        "",
+        *_top_table(engine_rows, total, limit),
+        "",
+        f"Top {limit} cumulative in SpiffWorkflow:",
+        "",
+        *_top_table(spiff_rows, total, limit),
+        "",
+        "Self time by package: "
+        + ", ".join(f"{label} {100 * tt / total:.0f}%" for label, tt in by_package)
+        + ".",
+    ]
 
 
 # --- databases ---------------------------------------------------------------------------------
@@ -850,12 +876,44 @@ def render(
     return "\n".join(lines)
 
 
+def json_figures(
+    results: list[Result], args: argparse.Namespace, pg_version: str | None, load_at_start: str
+) -> dict[str, Any]:
+    """The table's figures, per variant, for bench/report.py."""
+    base = results[0].rate
+    return {
+        "instances": args.instances,
+        "repetitions": REPETITIONS,
+        "steps_per_item": STEPS_PER_ITEM,
+        "code_digest": args.digest,
+        "postgres": pg_version,
+        "load": {"start": load_at_start, "end": load_average()},
+        "variants": [
+            {
+                "name": r.name,
+                "completions_per_s": r.rate,
+                "ratio_to_raw": r.rate / base,
+                "mean_ms": r.mean_ms,
+                "p95_ms": r.p95_ms,
+                "cpu_ms": r.cpu_ms,
+                "state_bytes_per_item": r.state_bytes,
+                "db_bytes_per_item": r.db_bytes,
+                "instance_bytes": r.instance_bytes,
+            }
+            for r in results
+        ],
+    }
+
+
 # --- main --------------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/engine.md")
+    parser.add_argument(
+        "--json", type=Path, help="also write the figures as JSON here (bench/report.py reads it)"
+    )
     parser.add_argument(
         "--postgres",
         default=DEFAULT_PG,
@@ -909,6 +967,9 @@ def main(argv: list[str] | None = None) -> None:
     report = render(results, args, pg_version, profile, load_at_start)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report, encoding="utf-8")
+    if args.json:
+        figures = json_figures(results, args, pg_version, load_at_start)
+        args.json.write_text(json.dumps(figures, ensure_ascii=False, indent=1), encoding="utf-8")
     print(report)
 
 

@@ -9,12 +9,13 @@ that many steps have their reminder due, and is timed end to end (finding, firin
 notices; one transaction per instance).
 
 Usage: .venv/bin/python bench/bench_sweep.py [--postgres URL] [--open N ...] [--due N ...]
-       [--out FILE]
+       [--out FILE] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import uuid
@@ -24,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
 
-from machine import machine_lines  # bench/machine.py (run as a script)
+from machine import load_average, machine_lines  # bench/machine.py (run as a script)
 from sqlalchemy import Engine, func, select, text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,7 +211,11 @@ def main() -> None:
     parser.add_argument("--open", type=int, nargs="+", default=[10_000, 1_000_000])
     parser.add_argument("--due", type=int, nargs="+", default=[0, 100, 10_000])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sweep.md")
+    parser.add_argument(
+        "--json", type=Path, help="also write the figures as JSON here (bench/report.py reads it)"
+    )
     args = parser.parse_args()
+    load_at_start = load_average()
     lines = [
         "# Timer sweep",
         "",
@@ -221,16 +226,30 @@ def main() -> None:
         "| Waiting timers | Due | Sweep seconds | ms per firing |",
         "|---:|---:|---:|---:|",
     ]
+    figures = []
     for size in args.open:
         for waiting, due, seconds, instances in measure(args.postgres, size, args.due):
             per = f"{1000 * seconds / instances:.1f}" if instances else "–"
             lines.append(f"| {waiting:,} | {due:,} | {seconds:.3f} | {per} |")
+            figures.append(
+                {
+                    "open": size,
+                    "waiting": waiting,
+                    "due": due,
+                    "seconds": seconds,
+                    "instances_fired": instances,
+                }
+            )
     with make_engine(args.postgres).connect() as conn:
         server = conn.scalar(text("SHOW server_version"))
     lines += ["", *machine_lines(f"SQLAlchemy {version('sqlalchemy')}, PostgreSQL {server}", [])]
     report = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)
+    if args.json:
+        load = {"start": load_at_start, "end": load_average()}
+        doc = {"rows": figures, "postgres": server, "load": load}
+        args.json.write_text(json.dumps(doc, indent=1), encoding="utf-8")
     print(report)
 
 

@@ -11,8 +11,8 @@ tokens for every liaison and the office staff; gunicorn (-w 2 --threads 4) serve
 --clients threads loop `GET /api/v1/inbox` → `POST /api/v1/tasks/{id}/complete` for --seconds;
 then one in-process run of the same loop, counted and profiled.
 
-Usage: .venv/bin/python bench/bench_web.py [--out FILE] [--postgres URL] [--instances N]
-       [--tasks-per-instance N] [--clients N] [--seconds S] [--part a|b|both]
+Usage: .venv/bin/python bench/bench_web.py [--out FILE] [--json FILE] [--postgres URL]
+       [--instances N] [--tasks-per-instance N] [--clients N] [--seconds S] [--part a|b|both]
 See bench/README.md for what each figure means.
 """
 
@@ -46,7 +46,7 @@ from urllib.parse import quote
 
 from flask import Flask
 from flask.testing import FlaskClient
-from machine import machine_lines  # bench/machine.py (run as a script)
+from machine import machine_busy, machine_lines  # bench/machine.py (run as a script)
 from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -806,11 +806,14 @@ class Token:
 
 
 def office_staff_accounts(session: Session) -> None:
-    """A person in every office staff seat, with a sign-in (demo_accounts covers the rest)."""
+    """A person with a sign-in in every office staff seat still empty (demo_accounts now fills
+    these seats itself; this keeps part B working with either)."""
     now = utcnow()
     for seat in session.scalars(
         select(Position).where(Position.kind == PositionKind.OFFICE_STAFF).order_by(Position.id)
     ):
+        if holders(session, seat.id):
+            continue
         person = Person(name=f"{seat.unit.name}{seat.title}", title=seat.title)
         session.add(person)
         hand_over(session, seat, person, now)
@@ -912,14 +915,6 @@ def postgres_pids() -> list[int]:
                 if (entry / "comm").read_text().strip() == "postgres":
                     pids.append(int(entry.name))
     return pids
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
-    first = Path("/proc/stat").read_text().split("\n", 1)[0]
-    values = [int(v) for v in first.split()[1:9]]  # user … steal (guest is inside user)
-    idle = values[3] + values[4]
-    return (sum(values) - idle) / TICK, sum(values) / TICK
 
 
 def loadavg() -> str:
@@ -1488,7 +1483,8 @@ def render_b(b: PartB, args: argparse.Namespace) -> list[str]:
         "",
         f"- **Completions/s: {rate:.1f}** ({done:,} in {run.window:.1f} s) — target ≥ 200: "
         f"{verdict(rate >= 200)}",
-        f"- **p99 of a completion: {ms(p99)} ms** — target < 250 ms: {verdict(p99 < 0.25)}",
+        f"- **p99 of a completion: {ms(p99) if done else '–'} ms** — target < 250 ms: "
+        f"{verdict(done > 0 and p99 < 0.25)}",
         f"- 409 conflicts: {len(conflicts)}; other 4xx: {len(client_err)}; 5xx: "
         f"{len(server_err)}; connection errors: {len(dropped)}; inbox polls that found "
         f"nothing: {run.idle:,} (whole run); READY steps left: {b.left_ready:,}",
@@ -1558,12 +1554,61 @@ def render(a: PartA | None, b: PartB | None, args: argparse.Namespace, server: s
     return "\n".join(lines)
 
 
+def ms_of(timing: Timing) -> dict[str, float]:
+    return {"p50_ms": 1000 * timing.p50, "p95_ms": 1000 * timing.p95, "runs": len(timing.samples)}
+
+
+def figures_a(a: PartA | None) -> dict[str, Any] | None:
+    """Part A's figures for bench/report.py."""
+    if a is None:
+        return None
+    return {
+        "instances": a.loaded.instances,
+        "tasks": a.loaded.tasks,
+        "load_before": a.load_before,
+        "viewers": [
+            {
+                "viewer": r.who.label,
+                "open_steps": r.total,
+                "inbox": ms_of(r.query),
+                "page": ms_of(r.page),
+            }
+            for r in a.results
+        ],
+        "dashboard": ms_of(a.dashboard) if a.dashboard else None,
+    }
+
+
+def figures_b(b: PartB | None) -> dict[str, Any] | None:
+    """Part B's figures for bench/report.py."""
+    if b is None:
+        return None
+    run = b.load
+    done = [c.seconds for c in run.of("complete", ok=True)]
+    return {
+        "clients": b.clients,
+        "workers": run.workers,
+        "window_s": run.window,
+        "completions": len(done),
+        "completions_per_s": len(done) / run.window,
+        "complete_ms": {
+            f"p{p}": 1000 * percentile(done, p) if done else None for p in (50, 95, 99)
+        },
+        "conflicts": sum(c.status == 409 for c in run.calls),
+        "errors": sum(c.status == 0 or (c.status >= 400 and c.status != 409) for c in run.calls),
+        "load_before": b.load_before,
+    }
+
+
 # --- main --------------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/web.md")
+    parser.add_argument(
+        "--json", type=Path, help="also write the figures as JSON here (bench/report.py reads it)"
+    )
     parser.add_argument("--postgres", default=DEFAULT_PG, help="SQLAlchemy URL (psycopg)")
     parser.add_argument("--part", choices=("a", "b", "both"), default="both")
     parser.add_argument("--instances", type=int, default=100_000)
@@ -1601,6 +1646,9 @@ def main(argv: list[str] | None = None) -> None:
     report = render(a, b, args, server)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report, encoding="utf-8")
+    if args.json:
+        doc = {"postgres": server, "a": figures_a(a), "b": figures_b(b)}
+        args.json.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
     print(report)
 
 

@@ -25,6 +25,15 @@ def memory_gib() -> float:
     return 0.0
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    first = Path("/proc/stat").read_text().split("\n", 1)[0]
+    values = [int(v) for v in first.split()[1:9]]  # user … steal (guest is inside user)
+    idle = values[3] + values[4]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(values) - idle) / tick, sum(values) / tick
+
+
 def load_average() -> str:
     return " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
