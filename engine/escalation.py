@@ -169,9 +169,12 @@ def remind(session: Session, task: HumanTask, actor: Actor, note: str, now: date
 
 def _new_step(session: Session, instance: Instance, task: HumanTask, now: datetime) -> None:
     event = "minutes_to_review" if task.form == "minutes_review" else "task_assigned"
+    people = recipients(session, task, "assigned")
+    if not people:  # a vacant seat: its work waits in the inbox for whoever takes it
+        return
     notify(
         session,
-        recipients(session, task, "assigned"),
+        people,
         event,
         _context(session, task),
         f"/tasks/{task.id}",

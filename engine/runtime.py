@@ -20,7 +20,7 @@ from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState as SpiffState
 from sqlalchemy import Connection, Table, bindparam, event, insert, select, update
-from sqlalchemy.orm import Session, joinedload, make_transient_to_detached
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .clock import end_of_local_day, local_today
@@ -82,6 +82,12 @@ _RUNNING_SIBLING = (
         _INSTANCE.c.status == InstanceStatus.RUNNING,
     )
     .limit(1)
+)
+_LOCK_INSTANCE = (
+    select(_INSTANCE).where(_INSTANCE.c.id == bindparam("instance_id")).with_for_update()
+)
+_CHILDREN = select(_INSTANCE.c.parent_task_id, _INSTANCE.c.id, _INSTANCE.c.status).where(
+    _INSTANCE.c.parent_id == bindparam("parent_id")
 )
 _TIMERS_DONE = (
     update(_TIMER)
@@ -394,31 +400,31 @@ def _sync_children(
     detached: dict[str, Task],
     now: datetime,
 ) -> list[Task]:
-    """Spawn a child for each new detached task; return the tasks whose child has ended."""
-    if not detached:
-        # Nothing waits on a child, so any still running lost its task: cancel them.
-        if instance.has_children:
-            for child in session.scalars(
-                select(Instance).where(
-                    Instance.parent_id == instance.id, Instance.status == InstanceStatus.RUNNING
-                )
-            ):
-                _cancel(session, child, now)
+    """Spawn a child for each new detached task; return the tasks whose child has ended.
+    Children are read as (id, status) only: their state is not needed here."""
+    if not detached and not instance.has_children:
         return []
     children = {
-        c.parent_task_id: c
-        for c in session.scalars(select(Instance).where(Instance.parent_id == instance.id))
+        parent_task_id: (child_id, status)
+        for parent_task_id, child_id, status in _conn(session).execute(
+            _CHILDREN, {"parent_id": instance.id}
+        )
     }
-    for parent_task_id, orphan in children.items():
-        if parent_task_id not in detached and orphan.status == InstanceStatus.RUNNING:
+    # A running child whose task is gone (the process moved on without it) is cancelled.
+    for parent_task_id, (child_id, status) in children.items():
+        if parent_task_id not in detached and status == InstanceStatus.RUNNING:
+            orphan = session.get(Instance, child_id)
+            assert orphan is not None
             _cancel(session, orphan, now)
     finished = []
     for spiff_id, task in detached.items():
         existing = children.get(spiff_id)
-        child = existing or _spawn(
-            session, instance, workflow, task, str(_detached_process(task)), now
+        status = (
+            existing[1]
+            if existing
+            else _spawn(session, instance, workflow, task, str(_detached_process(task)), now).status
         )
-        if child.status == InstanceStatus.COMPLETED:
+        if status == InstanceStatus.COMPLETED:
             finished.append(task)
     return finished
 
@@ -470,12 +476,12 @@ def _cancel(session: Session, instance: Instance, now: datetime) -> None:
         loaded = session.identity_map.get(session.identity_key(HumanTask, step_id))
         if loaded is not None:
             _set(loaded, state=TaskState.CANCELLED, completed_at=now)
-    for child in session.scalars(
-        select(Instance).where(
-            Instance.parent_id == instance.id, Instance.status == InstanceStatus.RUNNING
-        )
+    for _task_id, child_id, status in (
+        _conn(session).execute(_CHILDREN, {"parent_id": instance.id}).all()
     ):
-        _cancel(session, child, now)
+        child = session.get(Instance, child_id) if status == InstanceStatus.RUNNING else None
+        if child is not None:
+            _cancel(session, child, now)
     _history(session, instance, "cancelled", now)
 
 
@@ -793,32 +799,52 @@ def may_act(session: Session, actor: Actor, task: HumanTask) -> bool:
 
 def _lock_instance(session: Session, instance_id: int) -> Instance:
     """Row-lock the instance and re-read it: whoever held the lock before us has committed."""
-    return session.scalars(
-        select(Instance)
-        .where(Instance.id == instance_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+    session.flush()  # what the caller changed through the ORM is written before we read
+    row = _conn(session).execute(_LOCK_INSTANCE, {"instance_id": instance_id}).mappings().one()
+    instance: Instance = _as_loaded(session, Instance, row)
+    return instance
+
+
+_LOCK_STEP_INSTANCE = (
+    select(_INSTANCE)
+    .join(_HUMAN, _HUMAN.c.instance_id == _INSTANCE.c.id)
+    .where(_HUMAN.c.id == bindparam("step_id"))
+    .with_for_update(of=_INSTANCE)
+)
+_POSITION_COLUMNS = [c.label(f"seat__{c.key}") for c in _POSITION.c]
+# The step with its position (who may act is decided from it), in one statement.
+_READ_STEP = (
+    select(_HUMAN, *_POSITION_COLUMNS)
+    .outerjoin(_POSITION, _POSITION.c.id == _HUMAN.c.position_id)
+    .where(_HUMAN.c.id == bindparam("step_id"))
+)
+
+
+def _as_loaded(session: Session, cls: type[Any], row: Any) -> Any:
+    """The session's object for a row read with Core, its attributes set to the row (as a
+    populate-existing load would), or a new persistent one."""
+    obj = session.identity_map.get(session.identity_key(cls, row["id"]))
+    if obj is None:
+        obj = cls(**row)
+        _attach(session, obj)
+    else:
+        _set(obj, **row)
+    return obj
 
 
 def _lock(session: Session, task_id: int) -> tuple[Instance, HumanTask]:
     """Lock the step's instance (found through the step in the same statement), then read the
     step as it is now that whoever held the lock before us has committed."""
-    instance = session.scalars(
-        select(Instance)
-        .join(HumanTask, HumanTask.instance_id == Instance.id)
-        .where(HumanTask.id == task_id)
-        .with_for_update(of=Instance)
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    if instance is None:
+    session.flush()  # what the caller changed through the ORM is written before we read
+    conn = _conn(session)
+    row = conn.execute(_LOCK_STEP_INSTANCE, {"step_id": task_id}).mappings().one_or_none()
+    if row is None:
         raise NotFound(f"no step {task_id}")
-    task = session.scalars(
-        select(HumanTask)
-        .options(joinedload(HumanTask.position))
-        .where(HumanTask.id == task_id)
-        .execution_options(populate_existing=True)
-    ).one()
+    instance: Instance = _as_loaded(session, Instance, row)
+    step = dict(conn.execute(_READ_STEP, {"step_id": task_id}).mappings().one())
+    seat = {c.key: step.pop(f"seat__{c.key}") for c in _POSITION.c}
+    task: HumanTask = _as_loaded(session, HumanTask, step)
+    _set(task, position=_as_loaded(session, Position, seat) if seat["id"] is not None else None)
     return instance, task
 
 
