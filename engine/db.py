@@ -2,15 +2,18 @@
 
 SQLite is the embedded default; PostgreSQL is the production database. On SQLite every
 transaction begins IMMEDIATE, so writers queue up instead of reading state another writer is
-about to replace (SQLite has no row locks)."""
+about to replace (SQLite has no row locks). On PostgreSQL a connection the server dropped is
+replaced before use when it was idle, and reported as a disconnect when it was in use."""
 
 from __future__ import annotations
 
+import select
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -28,9 +31,48 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _sqlite_setup(engine)
         return engine
-    # No pre-ping (a round trip per transaction): a dropped connection fails its request and
-    # is discarded with the pool, and the next request connects afresh.
-    return create_engine(url, pool_recycle=1800, **kwargs)
+    engine = create_engine(url, pool_recycle=1800, **kwargs)
+    _postgresql_setup(engine)
+    return engine
+
+
+def _postgresql_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        # No pre-ping (a round trip per checkout). A connection the server closed while it sat
+        # in the pool (a restart, an administrator) has the server's goodbye waiting in its
+        # socket: a poll that does not wait sees it for a system call, and the pool replaces
+        # the connection before anyone uses it. Anything unasked-for counts: a needless
+        # reconnect is cheap, a failed request is not.
+        if dbapi_conn.closed or _has_input(dbapi_conn.fileno()):
+            raise exc.DisconnectionError("the server closed this pooled connection")
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        # A connection lost mid-transaction is already a disconnect (the transaction is gone,
+        # the pool lets its connections go). A server that cannot be reached at all is marked
+        # the same, so callers test one thing: DBAPIError.connection_invalidated.
+        if not context.is_disconnect and _unreachable(context):
+            context.is_disconnect = True
+
+
+def _has_input(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)  # hang-ups and errors are reported regardless
+    return bool(poller.poll(0))
+
+
+# SQLSTATE classes of a server that went away or refuses connections for now.
+_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def _unreachable(context: ExceptionContext) -> bool:
+    error = context.original_exception
+    if not isinstance(error, context.dialect.loaded_dbapi.OperationalError):
+        return False
+    if context.connection is None:  # no connection could be made
+        return True
+    return str(getattr(error, "sqlstate", None) or "").startswith(_UNAVAILABLE_STATES)
 
 
 def _sqlite_setup(engine: Engine) -> None:

@@ -57,12 +57,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         )
     app.extensions["duban.attachments"] = AttachmentStore(Path(app.config["ATTACHMENTS_DIR"]))
 
-    from . import auth, i18n, views
+    from . import auth, i18n, unavailable, views
 
     i18n.init_app(app)
     csrf.init_app(app)
     auth.init_app(app)
     views.init_app(app)
+    unavailable.init_app(app)
 
     @app.teardown_appcontext
     def _close_session(_exc: BaseException | None) -> None:
