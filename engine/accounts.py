@@ -66,6 +66,12 @@ def set_password(account: Account, password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise FormError({"password": f"must be at least {MIN_PASSWORD} characters"})
     account.password_hash = generate_password_hash(password)
+    end_sessions(account)  # whoever knew the old password is signed out everywhere
+
+
+def end_sessions(account: Account) -> None:
+    """Every session cookie issued to the account so far stops working (see web.auth)."""
+    account.session_generation = (account.session_generation or 0) + 1
 
 
 def _digest(token: str) -> str:

@@ -70,9 +70,13 @@ class _Source:
 
 
 def _read(path: Path) -> _Source:
-    data = path.read_bytes()
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)  # never more: the file may be any size
+    except OSError as exc:
+        raise DeployError([f"{path}: cannot be read ({exc.strerror or exc})"]) from None
     if len(data) > MAX_FILE_BYTES:
-        raise DeployError([f"{path}: file is {len(data)} bytes, over the {MAX_FILE_BYTES} limit"])
+        raise DeployError([f"{path}: file is over the limit of {MAX_FILE_BYTES} bytes"])
     try:
         tree = etree.ElementTree(etree.fromstring(data, _SAFE_PARSER))
     except etree.XMLSyntaxError as exc:
@@ -89,6 +93,9 @@ def _check_python(
         ast.parse(code.strip(), mode=mode)
     except SyntaxError as exc:
         return [f"{src.where(element)}: {what} is not valid Python ({exc.msg}): {code.strip()!r}"]
+    except (RecursionError, MemoryError):
+        # CPython's parser gives up on deeply nested code with these rather than SyntaxError.
+        return [f"{src.where(element)}: {what} is nested too deeply to be read as Python"]
     return []
 
 

@@ -22,6 +22,10 @@ from typing import Any
 from lxml import etree
 
 MAX_CELLS = 100_000
+# Checking costs rules × atoms (and rules² for overlaps): bounded, so that a 2 MB table of
+# thousands of rules is refused in a moment instead of holding a worker for minutes.
+MAX_RULES = 1_000
+MAX_MATCHES = 1_000_000
 MAX_REPORTED = 3
 UNSUPPORTED = (
     "is not a form duban can check for gaps and overlaps "
@@ -79,10 +83,15 @@ class _Column:
 
 
 def _literal(node: ast.expr) -> Value | None:
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        inner = _literal(node.operand)
+    # Signs are unwound in a loop: an entry of a thousand minus signs must not exhaust the stack.
+    sign = 0  # 0: no sign at all, else +1 or -1
+    while isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        sign = (sign or 1) * (-1 if isinstance(node.op, ast.USub) else 1)
+        node = node.operand
+    if sign:
+        inner = _literal(node)
         if isinstance(inner, int | float) and not isinstance(inner, bool):
-            return -inner if isinstance(node.op, ast.USub) else inner
+            return -inner if sign < 0 else inner
         return None
     if isinstance(node, ast.Constant) and isinstance(node.value, str | int | float):
         value = node.value
@@ -102,7 +111,7 @@ def _literals(node: ast.expr) -> tuple[Value, ...] | None:
 def _parse(expr: str) -> ast.expr | None:
     try:
         return ast.parse(expr, mode="eval").body
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # the last two: deep nesting
         return None
 
 
@@ -139,7 +148,7 @@ def _comparison(node: ast.expr | None) -> _Entry | None:
 def _parses(code: str) -> bool:
     try:
         ast.parse(code)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     return True
 
@@ -258,6 +267,11 @@ def table_problems(table: etree._Element, ns: Mapping[str, str], where: str) -> 
         columns.append(column)
         problems += [f"{where}: {problem}"] if problem else []
     rules = table.findall("dmn:rule", ns)
+    if len(rules) > MAX_RULES:
+        return [
+            f"{where}: decision table '{table_id}' has {len(rules)} rules, more than the "
+            f"{MAX_RULES} duban checks for gaps and overlaps; split the table"
+        ]
     names = [_rule_name(n, rule) for n, rule in enumerate(rules, 1)]
     for name, rule in zip(names, rules, strict=True):
         texts = [e.find("dmn:text", ns) for e in rule.findall("dmn:inputEntry", ns)]
@@ -299,6 +313,11 @@ def table_problems(table: etree._Element, ns: Mapping[str, str], where: str) -> 
         return [
             f"{where}: decision table '{table_id}': its inputs split into {cells} combinations, "
             f"more than the {MAX_CELLS} duban checks for gaps and overlaps; split the table"
+        ]
+    if len(rules) * sum(map(len, atoms)) > MAX_MATCHES:
+        return [
+            f"{where}: decision table '{table_id}': its {len(rules)} rules mention too many "
+            "distinct values for duban to check for gaps and overlaps; split the table"
         ]
     # matches[c][r]: bit set of the atoms of column c that rule r's entry matches.
     matches = [

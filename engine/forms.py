@@ -16,6 +16,9 @@ from .errors import FormError
 MAX_TEXT = 10_000
 # Text may hold line breaks and tabs, nothing else below U+0020 (PostgreSQL refuses NUL).
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Exactly what the error message asks for: date.fromisoformat alone also takes '20261201'
+# and week dates such as '2026-W49-1'.
+ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def _coerce(f: Field, raw: Any, today: date) -> Any:
             raise ValueError(f"must be one of {', '.join(f.choices)}")
         return raw
     if f.kind == "date":
-        if not isinstance(raw, str):
+        if not isinstance(raw, str) or not ISO_DAY.fullmatch(raw.strip()):
             raise ValueError("must be a date as YYYY-MM-DD")
         try:
             day = date.fromisoformat(raw.strip())

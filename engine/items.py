@@ -144,11 +144,31 @@ def _record(
     )
 
 
+MAX_FILENAME = 200
+# Control and format characters (a right-to-left override makes 'gpj.exe' read 'exe.jpg'),
+# line separators, and what a header or a Windows path would read specially.
+_DROPPED_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+_DROPPED_CHARS = set('"<>:|?*')
+
+
 def safe_filename(name: str) -> str:
     """Keep the name people gave the file, minus anything a path or a header could abuse."""
-    name = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
-    name = re.sub(r"[\x00-\x1f\x7f\"<>:|?*]", "", name).strip(" .")
-    return name[:200] or "attachment"
+    # NFKC first: a fullwidth solidus or a one-dot leader must not become a path separator
+    # or '..' after the name is shown or saved by something that normalises it.
+    name = unicodedata.normalize("NFKC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(
+        c
+        for c in name
+        if c not in _DROPPED_CHARS and unicodedata.category(c) not in _DROPPED_CATEGORIES
+    ).strip(" .")
+    if len(name) > MAX_FILENAME:
+        # Shortened from the middle: the extension says what the file is and must survive.
+        stem, dot, ext = name.rpartition(".")
+        if dot and len(ext) <= 10:
+            name = stem[: MAX_FILENAME - len(ext) - 1].rstrip(" .") + "." + ext
+        else:
+            name = name[:MAX_FILENAME].rstrip(" .")
+    return name or "attachment"
 
 
 class AttachmentStore:

@@ -408,6 +408,9 @@ class Account(Base):
     active: Mapped[bool] = mapped_column(default=True)
     locale: Mapped[str] = mapped_column(String(10), default="zh_CN")
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    # Named in every session cookie issued to the account; a cookie naming an older value is
+    # refused, so a copy kept after sign-out or a password change opens nothing.
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
 
     person: Mapped[Person] = relationship()
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g
+from flask import Flask, abort, g
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session
 
@@ -16,6 +17,25 @@ from engine import db
 from engine.items import MAX_ATTACHMENT_BYTES, AttachmentStore
 
 csrf = CSRFProtect()
+MAX_ID = 2**31 - 1  # ids are 32-bit on every backend: anything larger names nothing
+
+
+def _ids_in_range(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """An id in an address past the 32-bit range names nothing: 404, where the database driver
+    would overflow (a 500). The API checks its own ids, with its own messages."""
+    if (endpoint or "").startswith("api.") or not values:
+        return
+    if any(isinstance(v, int) and v > MAX_ID for v in values.values()):
+        abort(404)
+
+
+def form_int(text: str, highest: int = MAX_ID) -> int | None:
+    """A whole number from a form or a query string, or None. Only ASCII digits: str.isdigit()
+    also accepts '²', which int() refuses, and numbers of any length."""
+    if not re.fullmatch(r"[0-9]{1,10}", text):
+        return None
+    value = int(text)
+    return value if value <= highest else None
 
 
 def _secret_key(var_dir: Path) -> str:
@@ -33,6 +53,7 @@ def _secret_key(var_dir: Path) -> str:
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
+    app.url_value_preprocessor(_ids_in_range)
     var_dir = Path(os.environ.get("DUBAN_VAR", "var"))
     app.config.from_mapping(
         DATABASE_URL=os.environ.get("DUBAN_DATABASE_URL", db.DEFAULT_URL),

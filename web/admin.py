@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user
+from flask_login import current_user, login_user
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
@@ -43,8 +43,8 @@ from engine.models import (
     UnitKind,
 )
 
-from . import get_session
-from .auth import admin_required
+from . import form_int, get_session
+from .auth import User, admin_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PAGE = 100
@@ -299,7 +299,8 @@ def _account_errors(session: Session, login: str, password: str) -> dict[str, st
 
 
 def _chosen_person(session: Session, person_id: str) -> Person | None:
-    return session.get(Person, int(person_id)) if person_id.isdigit() else None
+    chosen = form_int(person_id)
+    return session.get(Person, chosen) if chosen is not None else None
 
 
 def _successor_errors(
@@ -431,7 +432,7 @@ def people() -> str:
     session = get_session()
     q = request.args.get("q", "").strip()[:100]
     page = request.args.get("page", "1")
-    page_no = int(page) if page.isdigit() and 0 < len(page) < 6 else 1
+    page_no = form_int(page, 99_999) or 1
     query = select(Person).outerjoin(Account, Account.person_id == Person.id)
     if q:
         query = query.where(
@@ -536,6 +537,8 @@ def reset_password(account_id: int) -> Response | tuple[str, int]:
     except FormError as exc:
         session.rollback()
         return _render_person(account.person, _engine_errors(exc, account.login), status=400)
+    if account.id == current_user.account.id:
+        login_user(User(account))  # a new password ends every session but this one
     flash(
         _(
             "Password of %(login)s reset. Tell them the new password in person.",

@@ -36,7 +36,7 @@ from engine.models import (
 )
 from engine.runtime import Actor, record
 
-from . import get_session
+from . import form_int, get_session
 from .auth import current_viewer
 
 bp = Blueprint("assistance", __name__)
@@ -199,7 +199,7 @@ def _save(application: Application | None) -> Response | tuple[str, int]:
             values,
             now,
             application,
-            int(revision) if revision.isdigit() else None,
+            form_int(revision),
         )
         for name, data in uploads:
             assistance.add_file(session, _store(), application, account, name, data, now)

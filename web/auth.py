@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,21 +27,25 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from engine.access import Viewer, viewer_for
-from engine.accounts import authenticate, create_account
+from engine.accounts import authenticate, create_account, end_sessions
 from engine.errors import Conflict, FormError
 from engine.models import Account, Person
 
-from . import get_session
+from . import MAX_ID, get_session
 from .i18n import LOCALES
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
+# What the session cookie holds for the signed-in account: "<account id>.<session generation>".
+_SESSION_ID = re.compile(r"([0-9]{1,10})\.([0-9]{1,10})")
 
 
 class User(UserMixin):  # type: ignore[misc]
     def __init__(self, account: Account) -> None:
         self.account = account
-        self.id = str(account.id)
+        # The cookie is client-side: signed, but replayable. Naming the account's current
+        # session generation lets sign-out and a new password end every copy of it.
+        self.id = f"{account.id}.{account.session_generation}"
 
     @property
     def is_active(self) -> bool:
@@ -55,10 +60,15 @@ def init_app(app: Flask) -> None:
 
 @login_manager.user_loader
 def _load(user_id: str) -> User | None:
-    if not user_id.isdigit():
+    match = _SESSION_ID.fullmatch(user_id)
+    if match is None or int(match.group(1)) > MAX_ID:
         return None
-    account = get_session().get(Account, int(user_id))
-    return User(account) if account is not None and account.active else None
+    account = get_session().get(Account, int(match.group(1)))
+    if account is None or not account.active:
+        return None
+    if account.session_generation != int(match.group(2)):
+        return None  # signed out, or the password changed, since this cookie was issued
+    return User(account)
 
 
 @login_manager.unauthorized_handler
@@ -171,6 +181,9 @@ def _locale() -> str:
 
 @bp.post("/logout")
 def logout() -> Response:
+    if current_user.is_authenticated:
+        end_sessions(current_user.account)
+        get_session().commit()
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))

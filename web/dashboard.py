@@ -34,7 +34,7 @@ from engine.stats import (
     sort_units,
 )
 
-from . import get_session
+from . import form_int, get_session
 from .auth import current_viewer
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
@@ -86,7 +86,7 @@ class Scope:
         self.jurisdiction = chosen
         self.is_office = chosen.id in viewer.office_jurisdiction_ids
         unit = request.args.get("unit", "")
-        unit_id = int(unit) if unit.isdigit() else None
+        unit_id = form_int(unit)
         if not self.is_office:  # a unit head: their unit only
             own = [u for u in self.heads if unit_id in (None, u)]
             unit_id = own[0] if own else self.heads[0]
@@ -128,8 +128,8 @@ def index() -> str:
     scope = Scope()
     session = get_session()
     board = dashboard(session, scope.filters, utcnow())
-    year = request.args.get("year", "")
-    indicator_year = int(year) if year.isdigit() and 2000 <= int(year) <= 2100 else utcnow().year
+    year = form_int(request.args.get("year", ""), 2100) or 0
+    indicator_year = year if year >= 2000 else utcnow().year
     return render_template(
         "dashboard/index.html",
         scope=scope,
@@ -167,7 +167,7 @@ def request_indicator(indicator_id: int) -> WerkzeugResponse:
     if not scope.is_office:
         abort(403)
     year_text = request.form.get("year", "")
-    year = int(year_text) if year_text.isdigit() else utcnow().year
+    year = form_int(year_text, 9999) or utcnow().year
     due = _day_form("due") or (utcnow().date() + timedelta(days=14))
     try:
         request_report(session, indicator, year, due, utcnow())
@@ -319,7 +319,7 @@ def _table(scope: Scope, name: str) -> tuple[str, tuple[str, ...], list[list[Any
         return "考核得分", headers, rows
     if name == "indicators":
         year_text = request.args.get("year", "")
-        year = int(year_text) if year_text.isdigit() else now.year
+        year = form_int(year_text, 9999) or now.year
         rows = [
             [
                 x.indicator.name,

@@ -36,7 +36,7 @@ from engine.models import (
 )
 from engine.runtime import Actor
 
-from . import get_session
+from . import form_int, get_session
 from .auth import current_viewer
 
 bp = Blueprint("meetings", __name__, url_prefix="/meetings")
@@ -179,7 +179,7 @@ def new() -> tuple[str, int]:
 
 
 def _ids(name: str) -> list[int]:
-    return [int(v) for v in request.form.getlist(name) if v.isdigit()]
+    return [n for v in request.form.getlist(name) if (n := form_int(v)) is not None]
 
 
 @bp.post("/new")
@@ -212,7 +212,7 @@ def create() -> Response | tuple[str, int]:
                 place=form.get("place", ""),
                 agenda=form.get("agenda", ""),
                 comprehensive=bool(form.get("comprehensive")),
-                chair_position_id=int(chair) if chair.isdigit() else None,
+                chair_position_id=form_int(chair),
                 member_position_ids=values["members"],
                 invited=[line for line in form.get("invited", "").splitlines() if line.strip()],
             ),
@@ -341,9 +341,7 @@ def attendance(meeting_id: int) -> Response:
     session = get_session()
     revision = request.form.get("revision", "")
     try:
-        meetings.record_attendance(
-            session, meeting, marks, int(revision) if revision.isdigit() else None
-        )
+        meetings.record_attendance(session, meeting, marks, form_int(revision))
         session.commit()
     except (Conflict, FormError) as exc:
         session.rollback()
@@ -366,7 +364,7 @@ def _minutes_draft() -> tuple[meetings.MinutesDraft, dict[str, Any], dict[str, s
         number_text = form.get(f"item-{i}-number", "")
         text = form.get(f"item-{i}-text", "")
         lead = form.get(f"item-{i}-lead", "")
-        support = [int(v) for v in form.getlist(f"item-{i}-support") if v.isdigit()]
+        support = [n for v in form.getlist(f"item-{i}-support") if (n := form_int(v)) is not None]
         due_text = form.get(f"item-{i}-due", "")
         rows.append(
             {"number": number_text, "text": text, "lead": lead, "support": support, "due": due_text}
@@ -375,17 +373,20 @@ def _minutes_draft() -> tuple[meetings.MinutesDraft, dict[str, Any], dict[str, s
             continue
         where = f"item {number_text or i + 1}"
         try:
-            number = int(number_text) if number_text else len(items) + 1
+            number = form_int(number_text, 9999) if number_text else len(items) + 1
             due = date.fromisoformat(due_text)
+            if number is None:
+                raise ValueError(number_text)
         except ValueError:
             errors[f"{where} due"] = _(
                 "Give the number as a whole number and the date as YYYY-MM-DD."
             )
             continue
-        if not lead.isdigit():
+        lead_id = form_int(lead)
+        if lead_id is None:
             errors[f"{where} lead"] = _("Choose the lead unit.")
             continue
-        items.append(meetings.ItemDraft(number, text, int(lead), tuple(support), due))
+        items.append(meetings.ItemDraft(number, text, lead_id, tuple(support), due))
     doc_number, body = form.get("number", ""), form.get("body", "")
     values = {
         "number": doc_number,
@@ -445,7 +446,7 @@ def edit_minutes(meeting_id: int, minutes_id: int) -> Response | tuple[str, int]
     return _save_minutes(
         meeting,
         lambda session, draft: meetings.edit_minutes(
-            session, minutes, draft, int(revision) if revision.isdigit() else -1, utcnow()
+            session, minutes, draft, -1 if (r := form_int(revision)) is None else r, utcnow()
         ),
         _("The minutes are saved."),
     )
