@@ -8,9 +8,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import Select, and_, false, or_, select
+from sqlalchemy import Select, and_, bindparam, false, or_, select
 from sqlalchemy.orm import Session, defer, joinedload
 
 from .models import (
@@ -91,13 +91,18 @@ class AccountLike(Protocol):
     def is_admin(self) -> bool: ...
 
 
+# Built once: every request reads the signed-in person's seats.
+_SEATS = (
+    select(Position.id, Position.unit_id, Position.kind)
+    .join(Holding, Holding.position_id == Position.id)
+    .where(Holding.person_id == bindparam("person_id"), Holding.ended_at.is_(None))
+)
+
+
 def viewer_for(session: Session, account: AccountLike) -> Viewer:
     """One query for the seats; two more only for a holder of an office seat."""
-    rows = session.execute(
-        select(Position.id, Position.unit_id, Position.kind)
-        .join(Holding, Holding.position_id == Position.id)
-        .where(Holding.person_id == account.person_id, Holding.ended_at.is_(None))
-    ).all()
+    session.flush()  # a seat just taken through the ORM counts
+    rows = session.connection().execute(_SEATS, {"person_id": account.person_id}).all()
     seats = tuple(Seat(pid, uid, kind) for pid, uid, kind in rows)
     acting = {s.position_id for s in seats}
     offices: frozenset[int] = frozenset()
@@ -210,8 +215,10 @@ def inbox(
     filters: InboxFilter | None = None,
     limit: int = 100,
     offset: int = 0,
+    loads: tuple[Any, ...] | None = None,
 ) -> tuple[list[HumanTask], int]:
-    """Open steps, most urgent first (overdue, then by due date, undated last), and the count."""
+    """Open steps, most urgent first (overdue, then by due date, undated last), and the count.
+    `loads`: what is loaded with each row (default: what the inbox page shows)."""
     from sqlalchemy import func
 
     f = filters or InboxFilter()
@@ -240,7 +247,7 @@ def inbox(
         )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
-        query.options(*INBOX_LOADS)
+        query.options(*(INBOX_LOADS if loads is None else loads))
         # Same order as "undated last", written so the partial indexes can deliver it.
         .order_by(HumanTask.due_at.asc().nulls_last(), HumanTask.id)
         .limit(limit)
@@ -250,6 +257,7 @@ def inbox(
 
 
 # What an inbox row shows, loaded with the rows rather than one query per row.
+STEP_SEAT_LOADS = (joinedload(HumanTask.unit), joinedload(HumanTask.position))
 INBOX_LOADS = (
     joinedload(HumanTask.unit),
     joinedload(HumanTask.position),

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from .errors import ImportErrors, NotFound
@@ -335,19 +335,24 @@ def holders(session: Session, position_id: int) -> list[Person]:
     return [h.person for h in _holders(session, position_id)]
 
 
-def holds(session: Session, person_id: int, position_id: int) -> bool:
-    return (
-        session.scalar(
-            select(Holding.id)
-            .where(
-                Holding.person_id == person_id,
-                Holding.position_id == position_id,
-                Holding.ended_at.is_(None),
-            )
-            .limit(1)
-        )
-        is not None
+# Built once: checked on every completion.
+_HOLDS = (
+    select(Holding.id)
+    .where(
+        Holding.person_id == bindparam("person_id"),
+        Holding.position_id == bindparam("position_id"),
+        Holding.ended_at.is_(None),
     )
+    .limit(1)
+)
+
+
+def holds(session: Session, person_id: int, position_id: int) -> bool:
+    session.flush()  # a holding just made through the ORM counts
+    found = session.connection().scalar(
+        _HOLDS, {"person_id": person_id, "position_id": position_id}
+    )
+    return found is not None
 
 
 def positions_of(session: Session, person_id: int) -> list[Position]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import request, url_for
 from flask_babel import force_locale
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from engine.access import urgency
@@ -66,16 +66,23 @@ def position_ref(position: Position) -> dict[str, Any]:
     }
 
 
+_ROOT = aliased(Instance)
+# Built once: an inbox poll and every completion run it.
+_ITEM_REFS = (
+    select(Instance.id, _ROOT.id, _ROOT.business_key, Plan.key, PlanTask.number, PlanTask.text)
+    .join(_ROOT, _ROOT.id == Instance.root_id)
+    .outerjoin(PlanTask, PlanTask.id == _ROOT.plan_task_id)
+    .outerjoin(Plan, Plan.id == PlanTask.plan_id)
+    .where(Instance.id.in_(bindparam("ids", expanding=True)))
+)
+
+
 def item_refs(session: Session, instance_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
     """For each instance (an item or one of its branches), the item it belongs to."""
-    root = aliased(Instance)
-    rows = session.execute(
-        select(Instance.id, root.id, root.business_key, Plan.key, PlanTask.number, PlanTask.text)
-        .join(root, root.id == Instance.root_id)
-        .outerjoin(PlanTask, PlanTask.id == root.plan_task_id)
-        .outerjoin(Plan, Plan.id == PlanTask.plan_id)
-        .where(Instance.id.in_(set(instance_ids)))
-    )
+    ids = list(set(instance_ids))
+    if not ids:
+        return {}
+    rows = session.connection().execute(_ITEM_REFS, {"ids": ids})
     return {
         instance_id: {
             "id": root_id,

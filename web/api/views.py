@@ -12,7 +12,14 @@ from werkzeug.exceptions import BadRequest, Conflict, Gone, NotFound, Unsupporte
 from werkzeug.wrappers import Response
 
 from engine import errors
-from engine.access import InboxFilter, Urgency, acting_position, done_list, inbox
+from engine.access import (
+    STEP_SEAT_LOADS,
+    InboxFilter,
+    Urgency,
+    acting_position,
+    done_list,
+    inbox,
+)
 from engine.clock import utcnow
 from engine.directory import positions_of
 from engine.forms import FORMS
@@ -94,7 +101,15 @@ def inbox_view() -> Response:
     filters = _inbox_filter()
     page = max(_number_arg("page", MAX_PAGE) or 1, 1)
     session, now = get_session(), utcnow()
-    found, total = inbox(session, viewer(), now, filters, limit=PAGE, offset=(page - 1) * PAGE)
+    found, total = inbox(
+        session,
+        viewer(),
+        now,
+        filters,
+        limit=PAGE,
+        offset=(page - 1) * PAGE,
+        loads=STEP_SEAT_LOADS,  # the item comes from serialize.item_refs, in one statement
+    )
     return json_response(
         {
             "steps": serialize.steps(session, found, now),
