@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -103,26 +103,31 @@ class TokenHolder:
         return self.last_used_at is None or now - self.last_used_at >= TOKEN_USE_RESOLUTION
 
 
+# Built once: every API request runs it.
+_TOKEN_HOLDER = (
+    select(
+        ApiToken.id,
+        Account.id,
+        Account.person_id,
+        Person.name,
+        Account.is_admin,
+        Account.locale,
+        ApiToken.last_used_at,
+    )
+    .join(Account, Account.id == ApiToken.account_id)
+    .join(Person, Person.id == Account.person_id)
+    .where(
+        ApiToken.token_hash == bindparam("digest"),
+        ApiToken.revoked_at.is_(None),
+        Account.active.is_(True),
+    )
+)
+
+
 def token_holder(session: Session, token: str) -> TokenHolder | None:
     """The active account holding `token`, unless the token is unknown or revoked."""
-    row = session.execute(
-        select(
-            ApiToken.id,
-            Account.id,
-            Account.person_id,
-            Person.name,
-            Account.is_admin,
-            Account.locale,
-            ApiToken.last_used_at,
-        )
-        .join(Account, Account.id == ApiToken.account_id)
-        .join(Person, Person.id == Account.person_id)
-        .where(
-            ApiToken.token_hash == _digest(token),
-            ApiToken.revoked_at.is_(None),
-            Account.active.is_(True),
-        )
-    ).first()
+    session.flush()  # an account or token changed through the ORM counts
+    row = session.connection().execute(_TOKEN_HOLDER, {"digest": _digest(token)}).first()
     return TokenHolder(*row) if row is not None else None
 
 
