@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import generate_password_hash
 
@@ -60,6 +61,14 @@ class Context:
             ) from None
         except DubanError as exc:
             raise click.ClickException(str(exc)) from None
+        except (OperationalError, ProgrammingError) as exc:
+            # A database that is missing, unreachable or not migrated: say so, not a traceback.
+            missing = "no such table" in str(exc.orig) or "does not exist" in str(exc.orig)
+            hint = "; run `duban db upgrade` first" if missing else ""
+            raise click.ClickException(
+                f"database {self.engine.url.render_as_string(hide_password=True)}: "
+                f"{str(exc.orig).strip().splitlines()[0]}{hint}; nothing was changed"
+            ) from None
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -364,8 +373,12 @@ def _parse_fields(pairs: tuple[str, ...], data_json: str | None) -> dict[str, An
     return data
 
 
+# Ids are 32-bit in the database: a larger number names nothing (and would overflow the driver).
+ID = click.IntRange(1, 2**31 - 1)
+
+
 @main.command("complete")
-@click.argument("step", type=int)
+@click.argument("step", type=ID)
 @click.option(
     "--as",
     "as_",
@@ -404,11 +417,13 @@ def show_cmd(ctx: Context, instance: str) -> None:
     """An instance (id or business key): status, open steps, history."""
     with ctx.transaction() as session:
         # Branches share their item's business key; the key names the top-level instance.
-        query = select(Instance).where(
-            Instance.id == int(instance)
-            if instance.isdigit()
-            else (Instance.business_key == instance) & Instance.parent_id.is_(None)
-        )
+        if instance.isascii() and instance.isdigit():
+            number = int(instance)
+            query = select(Instance).where(Instance.id == (number if number < 2**31 else 0))
+        else:
+            query = select(Instance).where(
+                Instance.business_key == instance, Instance.parent_id.is_(None)
+            )
         inst = session.scalar(query)
         if inst is None:
             raise click.ClickException(f"no instance '{instance}'")

@@ -118,3 +118,20 @@ def test_scheduler_once_runs_every_job_and_repeats_nothing(duban, sessions):
     before = counts()
     assert duban("scheduler", "--once").exit_code == 0
     assert counts() == before  # whatever ran today does not run again
+
+
+@pytest.mark.parametrize("odd", ["²", "99999999999999999999", "0"])
+def test_odd_ids_are_refused_or_not_found_never_a_traceback(duban, odd):
+    duban("seed")
+    shown = duban("show", odd)
+    assert shown.exit_code != 0 and f"no instance '{odd}'" in shown.output
+    done = duban("complete", odd, "--as", "县卫生健康局")
+    assert done.exit_code == 2 and "Invalid value for 'STEP'" in done.output
+
+
+def test_an_unmigrated_database_is_named_with_what_to_do(tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+    out = CliRunner().invoke(main, ["--database", url, "show", "5"])
+    assert out.exit_code == 1
+    assert "no such table" in out.output and "duban db upgrade" in out.output
+    assert "Traceback" not in out.output
