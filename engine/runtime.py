@@ -333,9 +333,24 @@ def _sync(
                     hook(session, instance, row, now)
         if not finished:
             return
-        for task in finished:
-            _run(task.run)
+        _run_ended(workflow, finished)
         _run(workflow.do_engine_steps)
+
+
+def _run_ended(workflow: BpmnWorkflow, tasks: list[Task]) -> None:
+    """Run the tasks whose branches have ended. SpiffWorkflow re-examines every waiting task
+    (a join counting its inputs among them) after each completion, which makes the last of N
+    branches cost N²; held back until the last task runs, it is done once. Each task still
+    updates its own successors as it completes, and the states reached are the same."""
+    if len(tasks) > 1:
+        workflow.update_waiting_tasks = lambda: None  # type: ignore[method-assign]
+        try:
+            for task in tasks[:-1]:
+                _run(task.run)
+        finally:
+            del workflow.update_waiting_tasks
+    for task in tasks[-1:]:
+        _run(task.run)
 
 
 def _human_task(
