@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import FormError, PermissionDenied
@@ -109,40 +110,64 @@ class SweepResult:
     fired: int = 0
 
 
+SWEEP_BATCH = 100
+
+
 def sweep(factory: sessionmaker[Session], now: datetime, limit: int = 10_000) -> SweepResult:
     """Fire every timer due by `now`, one instance per transaction. Two schedulers may sweep
-    at once: each takes an instance with a due timer that nobody holds (SKIP LOCKED on the
-    instance row, the same lock a step's completion takes), so timer rows are only ever
-    written under their instance's lock and a firing happens once; SQLite runs one writer at
-    a time."""
+    at once: each reads instances with a due timer through the due-timer index, then takes each
+    one that nobody holds (SKIP LOCKED on the instance row, the same lock a step's completion
+    takes), so timer rows are only ever written under their instance's lock and a firing
+    happens once; SQLite runs one writer at a time. With nothing due, a sweep is one probe of
+    that index, whatever the number of open steps."""
     result = SweepResult()
-    due = select(Timer.instance_id).where(Timer.state == TimerState.WAITING, Timer.fire_at <= now)
+    due = (
+        select(Timer.instance_id)
+        .where(Timer.state == TimerState.WAITING, Timer.fire_at <= now)
+        .order_by(Timer.fire_at)
+        .limit(SWEEP_BATCH)
+    )
     while result.instances < limit:
-        with factory.begin() as session:
-            instance_id = session.scalar(
-                select(Instance.id)
-                .where(Instance.id.in_(due))
-                .order_by(Instance.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            if instance_id is None:
-                return result
-            for fired in fire_timers(session, instance_id, now):
-                result.fired += _escalate(session, instance_id, fired, now)
-            # Rows the workflow no longer explains (their step went away under them) are
-            # closed, so the sweep never spins on them.
-            session.execute(
-                update(Timer)
-                .where(
-                    Timer.instance_id == instance_id,
-                    Timer.state == TimerState.WAITING,
-                    Timer.fire_at <= now,
-                )
-                .values(state=TimerState.DONE)
-            )
-            result.instances += 1
+        with factory() as session:
+            candidates = list(dict.fromkeys(session.scalars(due)))
+        if not candidates:
+            return result
+        progressed = False
+        for instance_id in candidates[: limit - result.instances]:
+            with factory.begin() as session:
+                if _sweep_instance(session, instance_id, now, result):
+                    result.instances += 1
+                    progressed = True
+        if not progressed:  # every candidate is held by another sweeper, which will finish it
+            return result
     return result
+
+
+def _sweep_instance(session: Session, instance_id: int, now: datetime, result: SweepResult) -> bool:
+    """Fire one instance's due timers, unless another sweeper holds it or got there first."""
+    held = session.scalar(
+        select(Instance.id).where(Instance.id == instance_id).with_for_update(skip_locked=True)
+    )
+    if held is None:
+        return False
+    fired = fire_timers(session, instance_id, now)
+    for one in fired:
+        result.fired += _escalate(session, instance_id, one, now)
+    # Rows the workflow no longer explains (their step went away under them) are closed, so
+    # the sweep never spins on them.
+    closed = cast(
+        "CursorResult[Any]",
+        session.execute(
+            update(Timer)
+            .where(
+                Timer.instance_id == instance_id,
+                Timer.state == TimerState.WAITING,
+                Timer.fire_at <= now,
+            )
+            .values(state=TimerState.DONE)
+        ),
+    ).rowcount
+    return bool(fired) or closed > 0
 
 
 def remind(session: Session, task: HumanTask, actor: Actor, note: str, now: datetime) -> None:
