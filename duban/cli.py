@@ -22,7 +22,7 @@ from engine.directory import find_unit, hand_over, holders, load_directory, posi
 from engine.errors import DubanError, FormError, ImportErrors
 from engine.models import Account, HumanTask, Instance, Person, Plan, Position, PositionKind, Unit
 from engine.routing import hand_out
-from engine.runtime import Actor, complete_task, history, open_tasks
+from engine.runtime import Actor, complete_task, history, open_tasks, start_deferred
 from engine.tasklists import import_plan
 
 from .config import DATA_DIR, PROCESSES_DIR, database_url
@@ -322,6 +322,7 @@ def hand_out_cmd(ctx: Context, plan: str, numbers: tuple[int, ...]) -> None:
         for inst in started:
             click.echo(f"instance {inst.id}\t{inst.business_key}")
         click.echo(f"{len(started)} item(s) handed out")
+    _start_deferred(ctx)
 
 
 def _unit(session: Session, name: str) -> Unit:
@@ -408,6 +409,14 @@ def complete_cmd(
             f"step {task.id} ({task.name}) completed; {instance.business_key} is "
             f"{instance.status.value}"
         )
+    _start_deferred(ctx)
+
+
+def _start_deferred(ctx: Context) -> None:
+    """Branches of a wide fan-out start after the step's commit; the command waits for them."""
+    started = start_deferred(ctx.sessions, clock.utcnow())
+    if started:
+        click.echo(f"{started} branch(es) started")
 
 
 @main.command("show")

@@ -1,4 +1,5 @@
-"""The scheduler (APScheduler 3): sweeps due timers, sends the outbox, runs the calendar rules.
+"""The scheduler (APScheduler 3): starts branches left to start after their step, sweeps due
+timers, sends the outbox, runs the calendar rules.
 In the embedded default it runs inside `duban serve`; in production it is its own process,
 `duban scheduler`. Every job is a loop of short transactions that are safe to repeat, so two
 schedulers on one PostgreSQL database, or one killed and restarted, fire everything once."""
@@ -18,11 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.calendar_rules import run_calendar
 from engine.clock import utcnow
 from engine.escalation import sweep
+from engine.runtime import start_deferred
 from notifications.channels import Channel, default_channels
 from notifications.outbox import deliver
 
 log = logging.getLogger("duban.scheduler")
 SWEEP_SECONDS, DELIVER_SECONDS, CALENDAR_HOURS = 30, 15, 6
+BRANCH_SECONDS = 2  # a wide fan-out's branches wait at most this long to start
 
 
 @dataclass
@@ -31,6 +34,11 @@ class Jobs:
     clock: Callable[[], datetime] = utcnow
     channels: dict[str, Channel] = field(default_factory=default_channels)
     base_url: str = ""
+
+    def branches(self) -> None:
+        started = start_deferred(self.factory, self.clock())
+        if started:
+            log.info("branches: %d started", started)
 
     def sweep(self) -> None:
         result = sweep(self.factory, self.clock())
@@ -51,6 +59,7 @@ class Jobs:
     def once(self) -> None:
         """Every job once, in order (cron-style use, and tests)."""
         self.calendar()
+        self.branches()
         self.sweep()
         self.deliver()
 
@@ -63,6 +72,7 @@ def build(jobs: Jobs, blocking: bool) -> BaseScheduler:
     # coalesce + one instance: a slow run is never doubled, missed runs collapse into one.
     options = {"coalesce": True, "max_instances": 1, "next_run_time": first}
     scheduler.add_job(jobs.calendar, "interval", hours=CALENDAR_HOURS, id="calendar", **options)
+    scheduler.add_job(jobs.branches, "interval", seconds=BRANCH_SECONDS, id="branches", **options)
     scheduler.add_job(jobs.sweep, "interval", seconds=SWEEP_SECONDS, id="sweep", **options)
     scheduler.add_job(jobs.deliver, "interval", seconds=DELIVER_SECONDS, id="deliver", **options)
     return scheduler

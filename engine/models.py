@@ -723,6 +723,16 @@ class TimerState(enum.StrEnum):
     DONE = "done"  # fired (a repeating timer: its cycles are over) or its step ended
 
 
+class DeferredStart(Base):
+    """An instance whose detached calls are too many to start in the step that reached them:
+    its branches are started after that step's commit, a batch per transaction
+    (engine.runtime.start_deferred), by the scheduler or by the command that made the step."""
+
+    __tablename__ = "deferred_start"
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), primary_key=True)
+    since: Mapped[datetime] = mapped_column(Timestamp())
+
+
 class Timer(Base):
     """A waiting timer boundary event of a workflow, with its next fire time copied out so the
     sweep reads exactly what is due through one index, however many steps are open."""

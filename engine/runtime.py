@@ -20,7 +20,7 @@ from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState as SpiffState
 from sqlalchemy import Connection, Table, bindparam, event, insert, select, update
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .clock import end_of_local_day, local_today
@@ -29,6 +29,7 @@ from .directory import holds
 from .errors import Conflict, DubanError, NotFound, PermissionDenied
 from .forms import FORMS, validate
 from .models import (
+    DeferredStart,
     HistoryEntry,
     HumanTask,
     Instance,
@@ -253,6 +254,8 @@ def _forget_transaction_cache(session: Session, transaction: Any) -> None:
         session.info.pop("duban.versions", None)
         session.info.pop("duban.rules", None)
         session.info.pop("duban.items", None)
+        session.info.pop("duban.deferred", None)
+        session.info.pop(_BUDGET, None)
 
 
 def _position_id(session: Session, task: Task, unit_id: Any, kind: Any) -> int:
@@ -431,17 +434,90 @@ def _sync_children(
             orphan = session.get(Instance, child_id)
             assert orphan is not None
             _cancel(session, orphan, now)
-    finished = []
-    for spiff_id, task in detached.items():
-        existing = children.get(spiff_id)
-        status = (
-            existing[1]
-            if existing
-            else _spawn(session, instance, workflow, task, str(_detached_process(task)), now).status
-        )
-        if status == InstanceStatus.COMPLETED:
-            finished.append(task)
-    return finished
+    new = [(spiff_id, task) for spiff_id, task in detached.items() if spiff_id not in children]
+    budget: int | None = session.info.get(_BUDGET)
+    if budget is None:  # a step: a few branches start with it, many after its commit
+        budget = len(new) if len(new) <= SPAWN_INLINE else 0
+    if len(new) > budget:
+        _defer_start(session, instance, now)
+    new = new[:budget]
+    if _BUDGET in session.info:
+        session.info[_BUDGET] = budget - len(new)
+    for spiff_id, task in new:
+        child = _spawn(session, instance, workflow, task, str(_detached_process(task)), now)
+        children[spiff_id] = (child.id, child.status)
+    return [
+        task
+        for spiff_id, task in detached.items()
+        if spiff_id in children and children[spiff_id][1] == InstanceStatus.COMPLETED
+    ]
+
+
+# An element fanning out to more branches than this (129 counties, say) starts none of them in
+# the step that reached it: that step stays short, and its branches are started after the
+# commit, SPAWN_BATCH per transaction (start_deferred), by the scheduler's job or the command
+# that made the step. The seed lists' items stay below it and start their branches at once.
+# A branch costs ~5 ms to start, so a batch keeps its transaction (and the parent's lock)
+# around 30 ms.
+SPAWN_INLINE = 32
+SPAWN_BATCH = 5
+_BUDGET = "duban.spawn_budget"
+
+
+def _defer_start(session: Session, instance: Instance, now: datetime) -> None:
+    if session.get(DeferredStart, instance.id) is None:
+        session.add(DeferredStart(instance_id=instance.id, since=now))
+        session.flush()
+    deferred: list[int] = session.info.setdefault("duban.deferred", [])
+    deferred.append(instance.id)
+
+
+def deferred_in(session: Session) -> list[int]:
+    """Instances whose branches this transaction left to start after it (see SPAWN_INLINE)."""
+    return list(session.info.get("duban.deferred", []))
+
+
+def start_deferred(
+    factory: sessionmaker[Session], now: datetime, batch: int = SPAWN_BATCH, limit: int = 100_000
+) -> int:
+    """Start the branches left to start after their step, one batch per transaction, until
+    none are left (or `limit` are started); returns how many were started. Workers may run
+    this at once: each takes a waiting instance nobody holds (SKIP LOCKED), then locks it."""
+    started = 0
+    while started < limit:
+        with factory.begin() as session:
+            instance_id = session.scalar(
+                select(DeferredStart.instance_id)
+                .order_by(DeferredStart.since, DeferredStart.instance_id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            if instance_id is None:
+                return started
+            started += _start_batch(session, instance_id, now, batch)
+    return started
+
+
+def _start_batch(session: Session, instance_id: int, now: datetime, batch: int) -> int:
+    instance = _lock_instance(session, instance_id)
+    waiting = session.get(DeferredStart, instance_id)
+    if instance.status != InstanceStatus.RUNNING:
+        if waiting is not None:
+            session.delete(waiting)
+        return 0
+    session.info[_BUDGET] = batch
+    try:
+        with running_at(now, _rules(session, instance)):
+            workflow = load_workflow(session, instance)
+            _sync(session, instance, workflow, now, _human_ready(workflow))
+            _save(session, instance, workflow, now)
+    finally:
+        left = session.info.pop(_BUDGET)
+    if left > 0 and waiting is not None:  # the batch was not used up: every branch has started
+        session.delete(waiting)
+    session.flush()
+    _resume_parent(session, instance, now)
+    return int(batch - left)
 
 
 def _spawn(

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.clock import FixedClock, local_today
 from engine.models import HistoryEntry, HumanTask, Instance, TaskState
-from engine.runtime import Actor, complete_task
+from engine.runtime import Actor, complete_task, start_deferred
 
 
 def answer(form: str, clock: FixedClock, **override: Any) -> dict[str, Any]:
@@ -50,15 +50,18 @@ def open_steps(session: Session, instance_id: int | None = None) -> list[HumanTa
 def act(
     sessions: sessionmaker[Session], step: HumanTask, clock: FixedClock, **override: Any
 ) -> HumanTask:
-    """Complete `step` as its own position, in one transaction."""
+    """Complete `step` as its own position, in one transaction; then, as the scheduler would,
+    start the branches of a wide fan-out left to start after it (engine.runtime.SPAWN_INLINE)."""
     with sessions.begin() as session:
-        return complete_task(
+        done = complete_task(
             session,
             step.id,
             Actor(position_id=step.position_id),
             answer(step.form, clock, **override),
             clock(),
         )
+    start_deferred(sessions, clock())
+    return done
 
 
 def drive(

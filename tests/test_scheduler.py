@@ -17,7 +17,7 @@ def test_the_background_scheduler_runs_the_jobs(seeded) -> None:  # type: ignore
     jobs = Jobs(seeded, clock=FixedClock(datetime(2026, 11, 20, 2, 0, tzinfo=UTC)), channels={})
     scheduler = build(jobs, blocking=False)
     scheduler.start()
-    assert {job.id for job in scheduler.get_jobs()} == {"calendar", "sweep", "deliver"}
+    assert {job.id for job in scheduler.get_jobs()} == {"calendar", "branches", "sweep", "deliver"}
     try:
         deadline = time.monotonic() + 20
         runs = 0
