@@ -245,15 +245,19 @@ def inbox(
                 HumanTask.due_at <= now + timedelta(days=f.due_within_days),
             )
         )
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.options(*(INBOX_LOADS if loads is None else loads))
-        # Same order as "undated last", written so the partial indexes can deliver it.
-        .order_by(HumanTask.due_at.asc().nulls_last(), HumanTask.id)
-        .limit(limit)
-        .offset(offset)
+    rows = list(
+        session.scalars(
+            query.options(*(INBOX_LOADS if loads is None else loads))
+            # Same order as "undated last", written so the partial indexes can deliver it.
+            .order_by(HumanTask.due_at.asc().nulls_last(), HumanTask.id)
+            .limit(limit)
+            .offset(offset)
+        )
     )
-    return list(rows), total
+    if offset == 0 and len(rows) < limit:  # the whole list fits the page: no count needed
+        return rows, len(rows)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    return rows, total
 
 
 # What an inbox row shows, loaded with the rows rather than one query per row.
