@@ -24,7 +24,15 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(DBAPIError, _database_error)
 
 
+# PostgreSQL's answers when two transactions collided (a deadlock, a serialization failure, a
+# lock not available): the database undid this one, nothing of it was kept, and the same request
+# sent again will go through.
+COLLISIONS = {"40P01", "40001", "55P03"}
+
+
 def _database_error(error: DBAPIError) -> Response:
+    if getattr(error.orig, "sqlstate", None) in COLLISIONS:
+        return _collision(error)
     if not error.connection_invalidated:
         raise error  # any other database error is a fault: the usual 500
     current_app.logger.warning("database unavailable: %s", error.orig)
@@ -36,17 +44,35 @@ def _database_error(error: DBAPIError) -> Response:
         if is_api_path():
             response = json_response({"error": message}, 503)
         else:
-            response = current_app.response_class(_page(message), 503, mimetype="text/html")
+            page = _page(message, _("Service temporarily unavailable"))
+            response = current_app.response_class(page, 503, mimetype="text/html")
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
 
-def _page(message: str) -> str:
+def _collision(error: DBAPIError) -> Response:
+    current_app.logger.warning("transaction collided and was undone: %s", error.orig)
+    with force_locale(_locale()):
+        message = _(
+            "Someone else changed this at the same moment, so nothing was saved. Please try again."
+        )
+        if is_api_path():
+            return json_response({"error": message}, 409)
+        page = _page(message, _("Not saved"), collided=True)
+        return current_app.response_class(page, 409, mimetype="text/html")
+
+
+def _page(message: str, title: str, collided: bool = False) -> str:
     """Rendered by Jinja alone: the app's context processors would read the database."""
     template = current_app.jinja_env.get_template("unavailable.html")
     again = request.full_path if request.query_string else request.path
     return template.render(
-        message=message, locale=_locale(), retry=request.method == "GET", path=again
+        message=message,
+        title=title,
+        locale=_locale(),
+        retry=request.method == "GET",
+        collided=collided,
+        path=again,
     )
 
 

@@ -199,3 +199,40 @@ def test_a_server_out_of_reach_gets_the_same_clean_503(  # type: ignore[no-untyp
     _clean_503(page.get_data(as_text=True))
     api = down.get(f"{API}/inbox", headers={"Authorization": f"Bearer {liaison.token}"})
     assert api.status_code == 503 and api.get_json()["error"] == ZH
+
+
+COLLIDED = "有人在同一时刻修改了此项，本次提交未保存。请重试。"
+
+
+def test_a_step_that_collides_with_another_transaction_is_a_clean_409(  # type: ignore[no-untyped-def]
+    client, engine, admin, seeded, step, liaison
+) -> None:
+    """Another transaction holds the item's row past the request's lock timeout (as in a
+    deadlock, PostgreSQL undoes the request's transaction): a 409 to send again, nothing kept."""
+
+    def short_wait(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("SELECT instance.") and "FOR UPDATE" in statement:
+            cursor.execute("SET LOCAL lock_timeout = '100ms'")
+
+    headers = {"Authorization": f"Bearer {liaison.token}"}
+    path = f"{API}/tasks/{step.id}/complete"
+    sign_in(client, liaison)
+    before = _record(seeded, step)
+    event.listen(engine, "before_cursor_execute", short_wait)
+    try:
+        with engine.begin() as holder:  # the test schema, on a connection of its own
+            holder.execute(
+                text("SELECT id FROM instance WHERE id = :id FOR UPDATE"), {"id": step.instance_id}
+            )
+            response = client.post(path, headers=headers, json={"data": {"note": "收到"}})
+            page = client.post(f"/tasks/{step.id}", data={"note": "收到"})
+    finally:
+        event.remove(engine, "before_cursor_execute", short_wait)
+    assert response.status_code == 409 and response.get_json() == {"error": COLLIDED}
+    body = page.get_data(as_text=True)
+    assert page.status_code == 409 and COLLIDED in body
+    _clean_503(body)
+    assert _record(seeded, step) == before
+    again = client.post(path, headers=headers, json={"data": {"note": "收到"}})
+    assert again.status_code == 200, again.get_json()
+    assert _record(seeded, step)[0] == TaskState.COMPLETED
