@@ -254,7 +254,6 @@ def _forget_transaction_cache(session: Session, transaction: Any) -> None:
         session.info.pop("duban.versions", None)
         session.info.pop("duban.rules", None)
         session.info.pop("duban.items", None)
-        session.info.pop("duban.deferred", None)
         session.info.pop(_BUDGET, None)
 
 
@@ -392,22 +391,28 @@ def _human_task(
     return row
 
 
-def _cancel_steps(session: Session, instance: Instance, now: datetime, which: Any) -> None:
-    """Cancel the instance's open steps matching `which`, each with its history line."""
-    cancelled = (
+def _close_steps(session: Session, instance: Instance, now: datetime, *which: Any) -> list[int]:
+    """Cancel the instance's open steps (those matching `which`); returns their ids."""
+    closed = (
         _conn(session)
         .scalars(
             update(_HUMAN)
-            .where(_HUMAN.c.instance_id == instance.id, _HUMAN.c.state == TaskState.READY, which)
+            .where(_HUMAN.c.instance_id == instance.id, _HUMAN.c.state == TaskState.READY, *which)
             .values(state=TaskState.CANCELLED, completed_at=now)
             .returning(_HUMAN.c.id)
         )
         .all()
     )
-    for step_id in cancelled:
+    for step_id in closed:
         loaded = session.identity_map.get(session.identity_key(HumanTask, step_id))
         if loaded is not None:
             _set(loaded, state=TaskState.CANCELLED, completed_at=now)
+    return list(closed)
+
+
+def _cancel_steps(session: Session, instance: Instance, now: datetime, which: Any) -> None:
+    """Cancel the steps the process took away (matching `which`), each with its history line."""
+    for step_id in _close_steps(session, instance, now, which):
         _history(session, instance, "cancelled", now, task=_Step(step_id))
 
 
@@ -468,13 +473,6 @@ def _defer_start(session: Session, instance: Instance, now: datetime) -> None:
     if session.get(DeferredStart, instance.id) is None:
         session.add(DeferredStart(instance_id=instance.id, since=now))
         session.flush()
-    deferred: list[int] = session.info.setdefault("duban.deferred", [])
-    deferred.append(instance.id)
-
-
-def deferred_in(session: Session) -> list[int]:
-    """Instances whose branches this transaction left to start after it (see SPAWN_INLINE)."""
-    return list(session.info.get("duban.deferred", []))
 
 
 def start_deferred(
@@ -554,19 +552,7 @@ def _cancel(session: Session, instance: Instance, now: datetime) -> None:
         .returning(_INSTANCE.c.revision)
     )
     _set(instance, status=InstanceStatus.CANCELLED, completed_at=now, revision=revision)
-    for step_id in (
-        _conn(session)
-        .scalars(
-            update(_HUMAN)
-            .where(_HUMAN.c.instance_id == instance.id, _HUMAN.c.state == TaskState.READY)
-            .values(state=TaskState.CANCELLED, completed_at=now)
-            .returning(_HUMAN.c.id)
-        )
-        .all()
-    ):
-        loaded = session.identity_map.get(session.identity_key(HumanTask, step_id))
-        if loaded is not None:
-            _set(loaded, state=TaskState.CANCELLED, completed_at=now)
+    _close_steps(session, instance, now)
     for _task_id, child_id, status in (
         _conn(session).execute(_CHILDREN, {"parent_id": instance.id}).all()
     ):
