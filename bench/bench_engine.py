@@ -48,7 +48,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.clock import local_today, utcnow
-from engine.db import make_engine, session_factory, upgrade
+from engine.db import make_engine, scratch_schema, session_factory, upgrade
 from engine.deploy import deploy_directory
 from engine.directory import ensure_position
 from engine.forms import FORMS, validate
@@ -713,16 +713,8 @@ def pg_reachable(url: str) -> str | None:
 @contextmanager
 def pg_schema(url: str) -> Iterator[str]:
     """A fresh schema for this run, dropped afterwards."""
-    schema = f"bench_{os.getpid()}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    with scratch_schema(url, f"bench_{os.getpid()}") as schema:
         yield schema
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.dispose()
 
 
 def pg_table_bytes(engine: Engine, schema: str) -> dict[str, int]:

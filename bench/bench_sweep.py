@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from duban.cli import seed  # noqa: E402
-from engine.db import make_engine, session_factory, upgrade  # noqa: E402
+from engine.db import make_engine, scratch_schema, session_factory, upgrade  # noqa: E402
 from engine.directory import find_unit  # noqa: E402
 from engine.escalation import sweep  # noqa: E402
 from engine.models import Instance, Timer, TimerKind, TimerState  # noqa: E402
@@ -49,18 +49,12 @@ IDLE_RUNS = 21  # sweeps timed when nothing is due (the median is reported)
 
 @contextmanager
 def pg_schema(url: str) -> Iterator[Engine]:
-    schema = f"bench_sweep_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    engine = make_engine(url, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with scratch_schema(url, f"bench_sweep_{uuid.uuid4().hex[:8]}") as schema:
+        engine = make_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def start_steps(engine: Engine, count: int) -> datetime:

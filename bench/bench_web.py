@@ -54,7 +54,7 @@ from duban.cli import DEMO_PASSWORD, demo_accounts, seed
 from engine.access import InboxFilter, Viewer, inbox, viewer_for
 from engine.accounts import create_account, issue_token
 from engine.clock import FixedClock, utcnow
-from engine.db import make_engine, session_factory, upgrade
+from engine.db import make_engine, scratch_schema, session_factory, upgrade
 from engine.directory import hand_over, holders
 from engine.models import (
     Account,
@@ -123,17 +123,8 @@ def pg_server(url: str) -> str:
 @contextmanager
 def pg_schema(url: str, suffix: str) -> Iterator[str]:
     """A fresh schema `benchweb_<pid><suffix>`, dropped afterwards."""
-    schema = f"benchweb_{os.getpid()}{suffix}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    with scratch_schema(url, f"benchweb_{os.getpid()}{suffix}") as schema:
         yield schema
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.dispose()
 
 
 def schema_engine(url: str, schema: str, app_name: str) -> Engine:

@@ -8,11 +8,12 @@ replaced before use when it was idle, and reported as a disconnect when it was i
 from __future__ import annotations
 
 import select
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -89,6 +90,23 @@ def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def scratch_schema(url: str, name: str) -> Iterator[str]:
+    """A PostgreSQL schema `name` of one's own for a test run or a benchmark, dropped
+    afterwards (a leftover of a killed run with the same name first), so runs never collide.
+    Connect to it with `connect_args={"options": f"-csearch_path={name}"}`."""
+    admin = create_engine(url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+            conn.execute(text(f"CREATE SCHEMA {name}"))
+        yield name
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+        admin.dispose()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -39,17 +39,11 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def engine(database_url: str) -> Iterator[Engine]:
     if database_url.startswith("postgresql"):
         # A schema of our own per run, so parallel runs and leftovers never collide.
-        schema = f"duban_test_{uuid.uuid4().hex[:8]}"
-        admin = db.make_engine(database_url)
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-        eng = db.make_engine(database_url, connect_args={"options": f"-csearch_path={schema}"})
-        db.upgrade(eng)
-        yield eng
-        eng.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+        with db.scratch_schema(database_url, f"duban_test_{uuid.uuid4().hex[:8]}") as schema:
+            eng = db.make_engine(database_url, connect_args={"options": f"-csearch_path={schema}"})
+            db.upgrade(eng)
+            yield eng
+            eng.dispose()
     else:
         eng = db.make_engine(database_url)
         db.upgrade(eng)

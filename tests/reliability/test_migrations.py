@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, inspect
 
-from engine.db import downgrade, make_engine, upgrade
+from engine.db import downgrade, make_engine, scratch_schema, upgrade
 
 
 @pytest.fixture
@@ -20,18 +20,10 @@ def empty(database_url: str, tmp_path) -> Iterator[Engine]:  # type: ignore[no-u
         yield engine
         engine.dispose()
         return
-    schema = f"duban_migrations_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(database_url)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    engine = make_engine(database_url, connect_args={"options": f"-csearch_path={schema}"})
-    try:
+    with scratch_schema(database_url, f"duban_migrations_{uuid.uuid4().hex[:8]}") as schema:
+        engine = make_engine(database_url, connect_args={"options": f"-csearch_path={schema}"})
         yield engine
-    finally:
         engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def test_down_to_empty_and_up_again(empty: Engine) -> None:
