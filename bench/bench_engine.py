@@ -43,7 +43,7 @@ from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState as SpiffState
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy import Engine, bindparam, create_engine, event, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -447,17 +447,24 @@ class Step:
     form: str
 
 
+# Built once, as a client would: the item's oldest open step, in its top-level instance or any
+# of its branch instances.
+_NEXT_STEP = (
+    select(HumanTask.id, HumanTask.position_id, HumanTask.form)
+    .where(
+        HumanTask.instance_id.in_(select(Instance.id).where(Instance.root_id == bindparam("root"))),
+        HumanTask.state == TaskState.READY,
+    )
+    .order_by(HumanTask.id)
+    .limit(1)
+)
+
+
 def next_step(factory: sessionmaker[Session], root_id: int) -> Step | None:
-    """What a client does before acting: ask for the item's oldest open step (in the
-    top-level instance or any of its branch instances)."""
-    tree = select(Instance.id).where(Instance.root_id == root_id)
+    """What a client does before acting: ask for the item's oldest open step (a read-only
+    transaction of its own)."""
     with factory() as session:
-        row = session.execute(
-            select(HumanTask.id, HumanTask.position_id, HumanTask.form)
-            .where(HumanTask.instance_id.in_(tree), HumanTask.state == TaskState.READY)
-            .order_by(HumanTask.id)
-            .limit(1)
-        ).first()
+        row = session.connection().execute(_NEXT_STEP, {"root": root_id}).first()
     return Step(*row) if row else None
 
 

@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from weakref import WeakSet
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 if TYPE_CHECKING:
     from alembic.config import Config
 
+_IN_TRANSACTION = TransactionStatus.INTRANS
 DEFAULT_URL = "sqlite:///var/duban.sqlite3"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -55,6 +58,43 @@ def _postgresql_setup(engine: Engine) -> None:
         # the same, so callers test one thing: DBAPIError.connection_invalidated.
         if not context.is_disconnect and _unreachable(context):
             context.is_disconnect = True
+
+    _keep_prepared_statements(engine)
+
+
+# Connections (psycopg's) whose open transaction has sent something other than a SELECT.
+_WROTE: WeakSet[Any] = WeakSet()
+
+
+def _keep_prepared_statements(engine: Engine) -> None:
+    """End read-only transactions with COMMIT, not ROLLBACK. psycopg prepares a statement
+    the fifth time a connection runs it, and forgets every prepared statement at a ROLLBACK
+    (DEALLOCATE ALL). Sessions that only read end with a rollback: every page view and inbox
+    poll would wipe its connection's statements, and a step would parse and plan each of its
+    statements anew (about half the server's time per step). For a transaction that only
+    read, COMMIT and ROLLBACK end it alike."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _note_writes(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.startswith("SELECT"):  # FOR UPDATE locks are released either way
+            _WROTE.add(cursor.connection)
+
+    rollback, commit = engine.dialect.do_rollback, engine.dialect.do_commit
+
+    def do_rollback(dbapi_conn: Any) -> None:
+        raw = getattr(dbapi_conn, "dbapi_connection", dbapi_conn)  # the pool may pass its own
+        if raw in _WROTE or raw.info.transaction_status != _IN_TRANSACTION:
+            _WROTE.discard(raw)
+            rollback(dbapi_conn)
+        else:  # only read, no error: the same end, statements kept
+            commit(dbapi_conn)
+
+    def do_commit(dbapi_conn: Any) -> None:
+        _WROTE.discard(getattr(dbapi_conn, "dbapi_connection", dbapi_conn))
+        commit(dbapi_conn)
+
+    engine.dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]
+    engine.dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]
 
 
 def _has_input(fd: int) -> bool:

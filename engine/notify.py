@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from .models import (
@@ -38,18 +38,18 @@ EVENTS = (
 CHANNELS = ("email", "webhook")
 
 
+# Built once: every new step asks it (engine.escalation tells the step's holders).
+_HOLDERS = select(Holding.person_id).where(
+    Holding.position_id.in_(bindparam("ids", expanding=True)), Holding.ended_at.is_(None)
+)
+
+
 def holders_of(session: Session, position_ids: Iterable[int]) -> list[int]:
     """Who holds these positions now (the people a position's step is meant for)."""
     ids = list(set(position_ids))
     if not ids:
         return []
-    return list(
-        session.scalars(
-            select(Holding.person_id).where(
-                Holding.position_id.in_(ids), Holding.ended_at.is_(None)
-            )
-        )
-    )
+    return list(session.scalars(_HOLDERS, {"ids": ids}))
 
 
 def seat(session: Session, unit_id: int | None, kind: PositionKind) -> int | None:

@@ -47,6 +47,7 @@ from .models import (
 )
 from .specs import SERIALIZER_VERSION, SPEC_CACHE, Specs, dump_state, load_state, new_workflow
 from .timing import Rules, rules_for, running_at
+from .workflow_cache import WORKFLOWS, Saved
 
 _HISTORY = cast(Table, HistoryEntry.__table__)
 _HUMAN = cast(Table, HumanTask.__table__)
@@ -255,6 +256,25 @@ def _forget_transaction_cache(session: Session, transaction: Any) -> None:
         session.info.pop("duban.rules", None)
         session.info.pop("duban.items", None)
         session.info.pop(_BUDGET, None)
+        session.info.pop(_SAVED, None)  # a rolled-back step's workflows are not kept
+
+
+# Workflows saved in this transaction (instance id -> Saved), kept once it commits.
+_SAVED = "duban.saved_workflows"
+
+
+@event.listens_for(Session, "after_commit")
+def _keep_saved_workflows(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint: the outer transaction may yet roll back
+        return
+    for instance_id, saved in session.info.pop(_SAVED, {}).items():
+        WORKFLOWS.put(instance_id, saved)
+
+
+def _keep(session: Session, instance: Instance, workflow: BpmnWorkflow, state: bytes) -> None:
+    """Offer the workflow, as saved in `state`, to the next step once this one commits."""
+    specs = _specs(session, instance.process_version_id)
+    session.info.setdefault(_SAVED, {})[instance.id] = Saved(workflow, state, specs)
 
 
 def _position_id(session: Session, task: Task, unit_id: Any, kind: Any) -> int:
@@ -506,7 +526,7 @@ def _start_batch(session: Session, instance_id: int, now: datetime, batch: int) 
     session.info[_BUDGET] = batch
     try:
         with running_at(now, _rules(session, instance)):
-            workflow = load_workflow(session, instance)
+            workflow = _load_for_step(session, instance)
             _sync(session, instance, workflow, now, _human_ready(workflow))
             _save(session, instance, workflow, now)
     finally:
@@ -578,7 +598,7 @@ def _resume_parent(session: Session, child: Instance, now: datetime) -> None:
             return
         parent = _lock_instance(session, child.parent_id)
         with running_at(now, _rules(session, parent)):
-            workflow = load_workflow(session, parent)
+            workflow = _load_for_step(session, parent)
             _sync(session, parent, workflow, now, _human_ready(workflow))
             _save(session, parent, workflow, now)
         child = parent
@@ -646,8 +666,9 @@ def _save(session: Session, instance: Instance, workflow: BpmnWorkflow, now: dat
     _mirror_timers(session, instance, workflow)
     if session.is_modified(instance):  # changed through the ORM by a caller: write that first
         session.flush([instance])
+    state = dump_state(workflow)
     values: dict[str, Any] = {
-        "state": dump_state(workflow),
+        "state": state,
         "serializer_version": SERIALIZER_VERSION,
         "updated_at": now,
         "has_children": instance.has_children,
@@ -663,6 +684,7 @@ def _save(session: Session, instance: Instance, workflow: BpmnWorkflow, now: dat
     if written.rowcount != 1:
         raise Conflict(f"instance {instance.id} was changed by someone else; nothing was saved")
     _set(instance, revision=instance.revision + 1, **values)
+    _keep(session, instance, workflow, state)
     hook = ON_SAVE.get(instance.process_id)
     if hook is not None:
         hook(session, instance, workflow, now)
@@ -801,10 +823,11 @@ def fire_timers(session: Session, instance_id: int, now: datetime) -> list[Fired
         )
         return []
     with running_at(now, _rules(session, instance)):
-        workflow = load_workflow(session, instance)
+        workflow = _load_for_step(session, instance)
         before = dict(workflow.duban_timers)  # type: ignore[attr-defined]
         due = {i: t for i, t in before.items() if t[3] <= now}
         if not due:
+            _keep(session, instance, workflow, instance.state)  # unchanged
             return []
         mirrored = _human_ready(workflow)
         workflow.refresh_timers()
@@ -840,9 +863,18 @@ def cancel_instance(
 
 
 def load_workflow(session: Session, instance: Instance) -> BpmnWorkflow:
+    """The instance's workflow rebuilt from its stored state (to read, or to run in a step)."""
     workflow = load_state(instance.state, _specs(session, instance.process_version_id))
     workflow.duban_timers = waiting_timers(workflow)  # type: ignore[attr-defined]
     return workflow
+
+
+def _load_for_step(session: Session, instance: Instance) -> BpmnWorkflow:
+    """The locked instance's workflow, to run: the one this process saved as the row's current
+    state if it still has it (engine.workflow_cache), else rebuilt from the row."""
+    specs = _specs(session, instance.process_version_id)
+    workflow = WORKFLOWS.take(instance.id, instance.state, specs)
+    return workflow if workflow is not None else load_workflow(session, instance)
 
 
 def _rules(session: Session, instance: Instance) -> Callable[[], Rules]:
@@ -952,7 +984,7 @@ def _complete(
     clean: dict[str, Any],
     now: datetime,
 ) -> None:
-    workflow = load_workflow(session, instance)
+    workflow = _load_for_step(session, instance)
     spiff_task = workflow.get_task_from_id(UUID(task.spiff_task_id))
     if spiff_task.state != SpiffState.READY:
         raise Conflict(f"step {task.id} ({task.name}) is no longer ready in the process")

@@ -17,6 +17,7 @@ from engine import db
 from engine.clock import FixedClock
 from engine.models import Base
 from engine.specs import SPEC_CACHE
+from engine.workflow_cache import WORKFLOWS
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -67,6 +68,7 @@ def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
     yield db.session_factory(engine)
     _empty(engine)
     SPEC_CACHE.clear()  # emptied tables hand out the same version ids again
+    WORKFLOWS.clear()
 
 
 @pytest.fixture

@@ -84,28 +84,58 @@ def item_refs(session: Session, instance_ids: Iterable[int]) -> dict[int, dict[s
         return {}
     rows = session.connection().execute(_ITEM_REFS, {"ids": ids})
     return {
-        instance_id: {
-            "id": root_id,
-            "business_key": key,
-            "plan": plan_key,
-            "number": number,
-            "excerpt": excerpt(text) if text is not None else None,
-        }
+        instance_id: item_ref(root_id, key, plan_key, number, text)
         for instance_id, root_id, key, plan_key, number, text in rows
+    }
+
+
+def item_ref(
+    root_id: int, key: str, plan_key: str | None, number: int | None, text: str | None
+) -> dict[str, Any]:
+    return {
+        "id": root_id,
+        "business_key": key,
+        "plan": plan_key,
+        "number": number,
+        "excerpt": excerpt(text) if text is not None else None,
     }
 
 
 def step(task: HumanTask, item: dict[str, Any], now: datetime) -> dict[str, Any]:
     position, unit = task.position, task.unit
     assert position is not None and unit is not None  # a unit's step (see steps())
+    return _step(
+        task,
+        unit_ref(unit),
+        {"id": position.id, "kind": position.kind.value, "title": position.title},
+        item,
+        now,
+    )
+
+
+def step_row(row: Any, now: datetime) -> dict[str, Any]:
+    """The same as step() for a row of engine.access.STEP_ROW."""
+    return _step(
+        row,
+        {"id": row.unit_id, "name": row.unit_name},
+        {"id": row.position_id, "kind": row.position_kind.value, "title": row.position_title},
+        item_ref(row.root_id, row.business_key, row.plan_key, row.number, row.text),
+        now,
+    )
+
+
+def _step(
+    task: Any, unit: dict[str, Any], position: dict[str, Any], item: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """`task`: a HumanTask or a row with the same names."""
     return {
         "id": task.id,
         "name": task.name,
         "element": task.element_id,
         "form": task.form,
         "state": task.state.value,
-        "unit": unit_ref(unit),
-        "position": {"id": position.id, "kind": position.kind.value, "title": position.title},
+        "unit": unit,
+        "position": position,
         "due_at": iso(task.due_at),
         "due_date": local_day(task.due_at),
         "urgency": urgency(task.due_at, now).value if task.state == TaskState.READY else None,
