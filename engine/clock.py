@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -26,6 +27,19 @@ class FixedClock:
 
     def advance(self, delta: timedelta) -> None:
         self.at += delta
+
+
+# Exactly what every date field asks for: date.fromisoformat alone also takes '20261201' and
+# week dates such as '2026-W49-1', which nobody means to type.
+ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_day(text: str) -> date:
+    """A calendar day typed as YYYY-MM-DD (spaces around it allowed); ValueError otherwise."""
+    value = text.strip()
+    if not ISO_DAY.fullmatch(value):
+        raise ValueError(f"{text!r} is not a date as YYYY-MM-DD")
+    return date.fromisoformat(value)  # still refuses 2026-02-30
 
 
 def local_today(now: datetime) -> date:

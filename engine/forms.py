@@ -8,17 +8,18 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from .clock import parse_day
 from .errors import FormError
 
 MAX_TEXT = 10_000
 # Text may hold line breaks and tabs, nothing else below U+0020 (PostgreSQL refuses NUL).
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# Exactly what the error message asks for: date.fromisoformat alone also takes '20261201'
-# and week dates such as '2026-W49-1'.
-ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# An amount as people write one: digits, or digits grouped by commas in threes, then an
+# optional decimal part. Decimal() alone also takes '1_000', '1e3', '-0' and 'NaN'.
+AMOUNT = re.compile(r"(?:[0-9]+|[0-9]{1,3}(?:,[0-9]{3})+)(?:\.[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,8 @@ def _coerce(f: Field, raw: Any, today: date) -> Any:
             raise ValueError(f"must be one of {', '.join(f.choices)}")
         return raw
     if f.kind == "date":
-        if not isinstance(raw, str) or not ISO_DAY.fullmatch(raw.strip()):
-            raise ValueError("must be a date as YYYY-MM-DD")
         try:
-            day = date.fromisoformat(raw.strip())
+            day = parse_day(raw if isinstance(raw, str) else "")
         except ValueError:
             raise ValueError("must be a date as YYYY-MM-DD") from None
         if f.not_before_today and day < today:
@@ -91,11 +90,11 @@ def _money(raw: Any) -> float:
     """Yuan with at most two decimals, as a float: workflow data must stay JSON."""
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         raise ValueError("must be an amount in yuan, such as 1234.50")
-    try:
-        value = Decimal(str(raw).strip().replace(",", ""))
-    except InvalidOperation:
-        raise ValueError("must be an amount in yuan, such as 1234.50") from None
-    if not value.is_finite() or value < 0 or value > MAX_MONEY:
+    text = str(raw).strip()
+    if not AMOUNT.fullmatch(text):
+        raise ValueError("must be an amount in yuan, such as 1234.50")
+    value = Decimal(text.replace(",", ""))
+    if value > MAX_MONEY:
         raise ValueError("must be between 0 and 999,999,999.99")
     if value != value.quantize(Decimal("0.01")):
         raise ValueError("must have at most two decimals")

@@ -18,7 +18,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import select
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from engine.clock import utcnow
+from engine.clock import local_today, parse_day, utcnow
 from engine.errors import Conflict
 from engine.indicators import request_report, standings
 from engine.models import Indicator, Jurisdiction, Plan, PositionKind, Unit
@@ -116,9 +116,14 @@ class Scope:
 
 
 def _day(name: str) -> date | None:
+    """A date filter; one typed wrongly is said so and left out, not guessed at."""
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
     try:
-        return date.fromisoformat(request.args.get(name, ""))
+        return parse_day(raw)
     except ValueError:
+        flash(_("Give the date as YYYY-MM-DD."), "error")
         return None
 
 
@@ -168,7 +173,12 @@ def request_indicator(indicator_id: int) -> WerkzeugResponse:
         abort(403)
     year_text = request.form.get("year", "")
     year = form_int(year_text, 9999) or utcnow().year
-    due = _day_form("due") or (utcnow().date() + timedelta(days=14))
+    due_text = request.form.get("due", "").strip()
+    try:
+        due = parse_day(due_text) if due_text else local_today(utcnow()) + timedelta(days=14)
+    except ValueError:
+        flash(_("Give the date as YYYY-MM-DD."), "error")
+        return redirect(url_for("dashboard.index", **scope.args(year=year)) + "#indicators")
     try:
         request_report(session, indicator, year, due, utcnow())
         session.commit()
@@ -178,13 +188,6 @@ def request_indicator(indicator_id: int) -> WerkzeugResponse:
     else:
         flash(_("The unit is asked to report the figure."), "info")
     return redirect(url_for("dashboard.index", **scope.args(year=year)) + "#indicators")
-
-
-def _day_form(name: str) -> date | None:
-    try:
-        return date.fromisoformat(request.form.get(name, ""))
-    except ValueError:
-        return None
 
 
 @bp.get("/steps")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import date
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -19,7 +18,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from engine import meetings
-from engine.clock import local_today, utcnow
+from engine.clock import local_today, parse_day, utcnow
 from engine.errors import Conflict, FormError
 from engine.models import (
     Attendance,
@@ -191,7 +190,7 @@ def create() -> Response | tuple[str, int]:
     values["members"] = _ids("members")
     errors: dict[str, str] = {}
     try:
-        held_on = date.fromisoformat(form.get("held_on", ""))
+        held_on = parse_day(form.get("held_on", ""))
     except ValueError:
         errors["held_on"] = _("Give the date as YYYY-MM-DD.")
     kind = form.get("kind", "")
@@ -374,7 +373,7 @@ def _minutes_draft() -> tuple[meetings.MinutesDraft, dict[str, Any], dict[str, s
         where = f"item {number_text or i + 1}"
         try:
             number = form_int(number_text, 9999) if number_text else len(items) + 1
-            due = date.fromisoformat(due_text)
+            due = parse_day(due_text)
             if number is None:
                 raise ValueError(number_text)
         except ValueError:
@@ -532,7 +531,7 @@ def members() -> str | tuple[str, int]:
     jurisdiction = _jurisdiction_arg(offices)
     raw = request.args.get("on", "")
     try:
-        on = date.fromisoformat(raw) if raw else local_today(utcnow())
+        on = parse_day(raw) if raw.strip() else local_today(utcnow())
     except ValueError:
         flash(_("Give the date as YYYY-MM-DD."), "error")
         on = local_today(utcnow())

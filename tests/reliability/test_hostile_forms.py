@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_from_bytes
@@ -329,14 +329,19 @@ def _clean(f: Field, value: Any) -> tuple[bool, Any]:
     raise AssertionError(f.kind)
 
 
+# Plain digits or digits grouped in threes by commas, an optional fraction: no sign, exponent,
+# underscore, NaN or infinity.
+AMOUNT = re.compile(r"([0-9]+|[0-9]{1,3}(,[0-9]{3})+)(\.[0-9]+)?")
+
+
 def _money(value: Any) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
-    try:
-        amount = Decimal(str(value).strip().replace(",", ""))
-    except InvalidOperation:
+    text = str(value).strip()
+    if not AMOUNT.fullmatch(text):
         return None
-    if not amount.is_finite() or not 0 <= amount <= MAX_MONEY:
+    amount = Decimal(text.replace(",", ""))
+    if amount > MAX_MONEY:
         return None
     return amount if amount == amount.quantize(Decimal("0.01")) else None
 
@@ -401,6 +406,7 @@ STRINGS = st.one_of(
     st.integers(1_990, 12_000).map(lambda n: "长" * n),  # around every limit
     st.sampled_from(["true", "FALSE", "on", "0", "yes ", "close", "send_back", " submit"]),
     st.sampled_from(["request_extension", "report", "None", "null", "NaN", "-0", "1e3"]),
+    st.sampled_from(["1_000", "1,000.50", "10,00", "1,0000", "+5", " 12.30 ", "１２", "0x10"]),
     DAYS.map(date.isoformat),
     DAYS.map(lambda d: f" {d.isoformat()} "),
     WRONG_DATES,

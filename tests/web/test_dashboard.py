@@ -145,3 +145,32 @@ def test_indicators_target_against_actual(app, seeded, make_person) -> None:  # 
     page = client.get("/dashboard?jurisdiction=weixi&year=2025").get_data(as_text=True)
     row = page.split('data-indicator="prenatal_screening"')[1].split("</tr>")[0]
     assert "76.5" in row and "-3.5" in row and 'class="light red"' in row
+
+
+def test_dates_not_typed_as_year_month_day_are_refused_not_guessed(
+    app, seeded, make_person
+) -> None:  # type: ignore[no-untyped-def]
+    from engine.models import HumanTask, Indicator
+
+    app.config["WTF_CSRF_ENABLED"] = False
+    client = app.test_client()
+    sign_in(client, make_person("director", "县卫生健康局", "office_director"))
+    page = client.get("/dashboard?jurisdiction=weixi&since=20261101").get_data(as_text=True)
+    assert "YYYY-MM-DD" in page  # the filter is said to be wrong, and left out
+    with seeded() as s:
+        indicator_id = s.scalars(
+            select(Indicator.id).where(Indicator.code == "prenatal_screening")
+        ).one()
+    for typed in ("2026/12/01", "20261201", "2026-W49-1"):
+        asked = client.post(
+            f"/dashboard/indicators/{indicator_id}/request?jurisdiction=weixi",
+            data={"year": "2025", "due": typed},
+        )
+        assert asked.status_code == 302
+        shown = client.get(asked.headers["Location"]).get_data(as_text=True)
+        assert "YYYY-MM-DD" in shown, typed
+    with seeded() as s:  # no request went out with a date nobody typed
+        assert (
+            s.scalars(select(HumanTask).where(HumanTask.element_id == "report_indicator")).all()
+            == []
+        )

@@ -154,3 +154,25 @@ def test_membership_on_a_date(client, seeded, make_person) -> None:  # type: ign
     assert ("李春梅" in page and "木 艳" in page) or "木艳" in page
     before = client.get("/meetings/members?jurisdiction=weixi&on=2020-01-01").get_data(as_text=True)
     assert "李春梅" not in before  # nobody held the seats before the roster was loaded
+
+
+def test_a_meeting_date_not_typed_as_year_month_day_is_refused(client, seeded, make_person) -> None:  # type: ignore[no-untyped-def]
+    sign_in(client, make_person("office", "县卫生健康局", "office_staff"))
+    for typed in ("20261201", "2026-W49-1", "2026/12/01", "2026-02-30"):
+        response = client.post(
+            "/meetings/new",
+            data={
+                "jurisdiction": "weixi",
+                "kind": "plenary",
+                "title": "2026年联席会议全体会议",
+                "held_on": typed,
+                "place": "县政府三楼会议室",
+                "agenda": "研究托育服务",
+            },
+        )
+        assert response.status_code == 400, typed  # the form again, with the field's error
+        assert "YYYY-MM-DD" in response.get_data(as_text=True)
+    with seeded() as s:
+        assert s.scalars(select(Meeting)).all() == []
+    page = client.get("/meetings/members?jurisdiction=weixi&on=20200101").get_data(as_text=True)
+    assert "YYYY-MM-DD" in page  # said, and today's membership shown instead
