@@ -25,6 +25,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .clock import end_of_local_day, local_today
 from .deploy import latest_version
+from .direct import Direct, execute, execute_many
 from .directory import holds
 from .errors import Conflict, DubanError, NotFound, PermissionDenied
 from .forms import FORMS, validate
@@ -57,12 +58,13 @@ _POSITION = cast(Table, Position.__table__)
 
 # The statements every step runs, built once: building and cache-keying a statement costs
 # more CPU than executing it.
-_ADD_HISTORY = insert(_HISTORY)
-_ADD_STEP = insert(_HUMAN).returning(_HUMAN.c.id)
-_ADD_INSTANCE = insert(_INSTANCE).returning(_INSTANCE.c.id)
-_ADD_TIMERS = insert(_TIMER)
-_FINISH_STEP = update(_HUMAN).where(_HUMAN.c.id == bindparam("step_id"))
-_SAVE_INSTANCE = (
+# The writes go to the driver directly (engine.direct).
+_ADD_HISTORY = Direct(insert(_HISTORY))
+_ADD_STEP = Direct(insert(_HUMAN).returning(_HUMAN.c.id))
+_ADD_INSTANCE = Direct(insert(_INSTANCE).returning(_INSTANCE.c.id))
+_ADD_TIMERS = Direct(insert(_TIMER))
+_FINISH_STEP = Direct(update(_HUMAN).where(_HUMAN.c.id == bindparam("step_id")))
+_SAVE_INSTANCE = Direct(
     update(_INSTANCE)
     .where(
         _INSTANCE.c.id == bindparam("instance_id"),
@@ -91,15 +93,15 @@ _LOCK_INSTANCE = (
 _CHILDREN = select(_INSTANCE.c.parent_task_id, _INSTANCE.c.id, _INSTANCE.c.status).where(
     _INSTANCE.c.parent_id == bindparam("parent_id")
 )
-_TIMERS_DONE = (
+_TIMER_DONE = Direct(
     update(_TIMER)
     .where(
-        _TIMER.c.spiff_task_id.in_(bindparam("spiff_ids", expanding=True)),
+        _TIMER.c.spiff_task_id == bindparam("spiff_id"),
         _TIMER.c.state == TimerState.WAITING,
     )
     .values(state=TimerState.DONE)
 )
-_TIMER_MOVED = (
+_TIMER_MOVED = Direct(
     update(_TIMER)
     .where(_TIMER.c.spiff_task_id == bindparam("spiff_id"))
     .values(fired=_TIMER.c.fired + 1)
@@ -161,7 +163,8 @@ def _history(
     task: HumanTask | _Step | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
-    _conn(session).execute(
+    execute(
+        _conn(session),
         _ADD_HISTORY,
         {
             "instance_id": instance.id,
@@ -406,7 +409,7 @@ def _human_task(
         "due_at": _due_at(_property(workflow, task, "due")),
         "created_at": now,
     }
-    row = HumanTask(id=_conn(session).execute(_ADD_STEP, values).scalar_one(), **values)
+    row = HumanTask(id=execute(_conn(session), _ADD_STEP, values).fetchone()[0], **values)
     _attach(session, row)
     return row
 
@@ -638,8 +641,7 @@ def _mirror_timers(session: Session, instance: Instance, workflow: BpmnWorkflow)
         return
     gone = [i for i in before if i not in now_waiting]
     conn = _conn(session)
-    if gone:
-        conn.execute(_TIMERS_DONE, {"spiff_ids": gone})
+    execute_many(conn, _TIMER_DONE, [{"spiff_id": spiff_id} for spiff_id in gone])
     new = [
         {
             "instance_id": instance.id,
@@ -654,11 +656,10 @@ def _mirror_timers(session: Session, instance: Instance, workflow: BpmnWorkflow)
         for spiff_id, (kind, element, host, at) in now_waiting.items()
         if spiff_id not in before
     ]
-    if new:
-        conn.execute(_ADD_TIMERS, new)
+    execute_many(conn, _ADD_TIMERS, new)
     for spiff_id, (_kind, _element, _host, at) in now_waiting.items():
         if spiff_id in before and before[spiff_id][3] != at:
-            conn.execute(_TIMER_MOVED, {"spiff_id": spiff_id, "fire_at": at})
+            execute(conn, _TIMER_MOVED, {"spiff_id": spiff_id, "fire_at": at})
     workflow.duban_timers = now_waiting  # type: ignore[attr-defined]
 
 
@@ -677,7 +678,8 @@ def _save(session: Session, instance: Instance, workflow: BpmnWorkflow, now: dat
     if workflow.is_completed():
         values |= {"status": InstanceStatus.COMPLETED, "completed_at": now}
     # The instance is locked, so the revision cannot have moved: the check guards the lock.
-    written = _conn(session).execute(
+    written = execute(
+        _conn(session),
         _SAVE_INSTANCE,
         {"instance_id": instance.id, "old_revision": instance.revision, **values},
     )
@@ -781,7 +783,7 @@ def _start(
         "parent_task_id": str(parent_task.id) if parent_task else None,
         "parent_element_id": parent_task.task_spec.bpmn_id if parent_task else None,
     }
-    instance_id = _conn(session).execute(_ADD_INSTANCE, values).scalar_one()
+    instance_id = execute(_conn(session), _ADD_INSTANCE, values).fetchone()[0]
     instance = Instance(id=instance_id, **values)
     _attach(session, instance)
     if parent is None:
@@ -998,7 +1000,7 @@ def _complete(
         "completed_by_id": actor.person_id,
         "form_data": clean,
     }
-    _conn(session).execute(_FINISH_STEP, {"step_id": task.id, **done})
+    execute(_conn(session), _FINISH_STEP, {"step_id": task.id, **done})
     _set(task, **done)
     _history(
         session, instance, "completed", now, actor, task, {"element": task.element_id, **clean}

@@ -19,6 +19,7 @@ from sqlalchemy import Date, String, and_, case, cast, func, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from .access import DUE_SOON
+from .direct import Direct, execute
 from .models import (
     HumanTask,
     Instance,
@@ -371,10 +372,10 @@ def _local_day(at: datetime) -> date:
 
 
 _COUNTERS = ("completed", "on_time", "late", "late_days", "sent_back")
-_BUMP: dict[str, Any] = {}  # per dialect: the upsert, built once (it runs on every step)
+_BUMP: dict[str, Direct] = {}  # per dialect: the upsert, built once (it runs on every step)
 
 
-def _bump_statement(dialect: str) -> Any:
+def _bump_statement(dialect: str) -> Direct:
     if dialect not in _BUMP:
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -382,9 +383,11 @@ def _bump_statement(dialect: str) -> Any:
             from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
         table: Any = StepTally.__table__
         statement = insert(table)
-        _BUMP[dialect] = statement.on_conflict_do_update(
-            index_elements=["plan_id", "unit_id", "role", "day"],
-            set_={name: table.c[name] + statement.excluded[name] for name in _COUNTERS},
+        _BUMP[dialect] = Direct(
+            statement.on_conflict_do_update(
+                index_elements=["plan_id", "unit_id", "role", "day"],
+                set_={name: table.c[name] + statement.excluded[name] for name in _COUNTERS},
+            )
         )
     return _BUMP[dialect]
 
@@ -394,7 +397,7 @@ def _bump(session: Any, key: dict[str, Any], **add: float) -> None:
     (`session` may be a Session or a Connection)."""
     connection = session.connection() if isinstance(session, Session) else session
     row = {name: 0 for name in _COUNTERS} | add | key
-    connection.execute(_bump_statement(connection.dialect.name), row)
+    execute(connection, _bump_statement(connection.dialect.name), row)
 
 
 def _plan_and_role(session: Session, plan_task_id: int, unit_id: int) -> tuple[int, str]:
