@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from sqlalchemy import Select, and_, bindparam, false, or_, select
 from sqlalchemy.orm import Session, aliased, defer, joinedload
 
+from .direct import Direct, rows
 from .models import (
     Holding,
     HumanTask,
@@ -92,7 +93,7 @@ class AccountLike(Protocol):
 
 
 # Built once: every request reads the signed-in person's seats.
-_SEATS = (
+_SEATS = Direct(
     select(Position.id, Position.unit_id, Position.kind)
     .join(Holding, Holding.position_id == Position.id)
     .where(Holding.person_id == bindparam("person_id"), Holding.ended_at.is_(None))
@@ -102,8 +103,8 @@ _SEATS = (
 def viewer_for(session: Session, account: AccountLike) -> Viewer:
     """One query for the seats; two more only for a holder of an office seat."""
     session.flush()  # a seat just taken through the ORM counts
-    rows = session.connection().execute(_SEATS, {"person_id": account.person_id}).all()
-    seats = tuple(Seat(pid, uid, kind) for pid, uid, kind in rows)
+    found = rows(session.connection(), _SEATS, {"person_id": account.person_id})
+    seats = tuple(Seat(r["id"], r["unit_id"], r["kind"]) for r in found)
     acting = {s.position_id for s in seats}
     offices: frozenset[int] = frozenset()
     office_units = {s.unit_id for s in seats if s.kind in OFFICE_KINDS}

@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from .direct import Direct, rows
 from .errors import Conflict, FormError
 from .models import Account, ApiToken, Person
 
@@ -104,9 +105,9 @@ class TokenHolder:
 
 
 # Built once: every API request runs it.
-_TOKEN_HOLDER = (
+_TOKEN_HOLDER = Direct(
     select(
-        ApiToken.id,
+        ApiToken.id.label("token_id"),
         Account.id,
         Account.person_id,
         Person.name,
@@ -127,8 +128,8 @@ _TOKEN_HOLDER = (
 def token_holder(session: Session, token: str) -> TokenHolder | None:
     """The active account holding `token`, unless the token is unknown or revoked."""
     session.flush()  # an account or token changed through the ORM counts
-    row = session.connection().execute(_TOKEN_HOLDER, {"digest": _digest(token)}).first()
-    return TokenHolder(*row) if row is not None else None
+    found = rows(session.connection(), _TOKEN_HOLDER, {"digest": _digest(token)})
+    return TokenHolder(*found[0].values()) if found else None
 
 
 def record_token_use(session: Session, token_id: int, now: datetime) -> None:

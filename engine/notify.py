@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from .direct import Direct, execute
 from .models import (
     ChannelPreference,
     Holding,
@@ -38,18 +39,26 @@ EVENTS = (
 CHANNELS = ("email", "webhook")
 
 
-# Built once: every new step asks it (engine.escalation tells the step's holders).
+# Built once: every new step asks who holds its position (engine.escalation tells them).
 _HOLDERS = select(Holding.person_id).where(
     Holding.position_id.in_(bindparam("ids", expanding=True)), Holding.ended_at.is_(None)
+)
+_HOLDERS_OF_ONE = Direct(
+    select(Holding.person_id).where(
+        Holding.position_id == bindparam("id"), Holding.ended_at.is_(None)
+    )
 )
 
 
 def holders_of(session: Session, position_ids: Iterable[int]) -> list[int]:
     """Who holds these positions now (the people a position's step is meant for)."""
-    ids = list(set(position_ids))
-    if not ids:
-        return []
-    return list(session.scalars(_HOLDERS, {"ids": ids}))
+    ids = list(dict.fromkeys(position_ids))
+    if len(ids) != 1:  # a meeting's members, say
+        return list(session.scalars(_HOLDERS, {"ids": ids})) if ids else []
+    session.flush()  # a seat just taken through the ORM counts
+    # Every new step asks this for its one position: straight to the driver (engine.direct).
+    rows = execute(session.connection(), _HOLDERS_OF_ONE, {"id": ids[0]}).fetchall()
+    return [person_id for (person_id,) in rows]
 
 
 def seat(session: Session, unit_id: int | None, kind: PositionKind) -> int | None:

@@ -25,7 +25,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .clock import end_of_local_day, local_today
 from .deploy import latest_version
-from .direct import Direct, execute, execute_many
+from .direct import Direct, execute, execute_many, rows
 from .directory import holds
 from .errors import Conflict, DubanError, NotFound, PermissionDenied
 from .forms import FORMS, validate
@@ -72,13 +72,16 @@ _SAVE_INSTANCE = Direct(
     )
     .values(revision=_INSTANCE.c.revision + 1)
 )
-_FIND_POSITION = select(_POSITION.c.id).where(
-    _POSITION.c.unit_id == bindparam("unit_id"), _POSITION.c.kind == bindparam("kind")
+# Reads whose rows need no conversion (ids, a status compared as text) go direct as well.
+_FIND_POSITION = Direct(
+    select(_POSITION.c.id).where(
+        _POSITION.c.unit_id == bindparam("unit_id"), _POSITION.c.kind == bindparam("kind")
+    )
 )
-_LOCK_INSTANCE_ROW = (
+_LOCK_INSTANCE_ROW = Direct(
     select(_INSTANCE.c.id).where(_INSTANCE.c.id == bindparam("instance_id")).with_for_update()
 )
-_RUNNING_SIBLING = (
+_RUNNING_SIBLING = Direct(
     select(_INSTANCE.c.id)
     .where(
         _INSTANCE.c.parent_id == bindparam("parent_id"),
@@ -87,11 +90,13 @@ _RUNNING_SIBLING = (
     )
     .limit(1)
 )
-_LOCK_INSTANCE = (
+_LOCK_INSTANCE = Direct(
     select(_INSTANCE).where(_INSTANCE.c.id == bindparam("instance_id")).with_for_update()
 )
-_CHILDREN = select(_INSTANCE.c.parent_task_id, _INSTANCE.c.id, _INSTANCE.c.status).where(
-    _INSTANCE.c.parent_id == bindparam("parent_id")
+_CHILDREN = Direct(
+    select(_INSTANCE.c.parent_task_id, _INSTANCE.c.id, _INSTANCE.c.status).where(
+        _INSTANCE.c.parent_id == bindparam("parent_id")
+    )
 )
 _TIMER_DONE = Direct(
     update(_TIMER)
@@ -283,7 +288,8 @@ def _keep(session: Session, instance: Instance, workflow: BpmnWorkflow, state: b
 def _position_id(session: Session, task: Task, unit_id: Any, kind: Any) -> int:
     cache = _transaction_cache(session, "positions")
     if (unit_id, kind) not in cache:
-        position_id = _conn(session).scalar(_FIND_POSITION, {"unit_id": unit_id, "kind": kind})
+        found = execute(_conn(session), _FIND_POSITION, {"unit_id": unit_id, "kind": kind})
+        position_id = next(iter(found.fetchone() or ()), None)
         if position_id is None:
             raise ProcessError(
                 f"element '{task.task_spec.bpmn_id}': unit {unit_id} has no position '{kind}'"
@@ -452,9 +458,9 @@ def _sync_children(
         return []
     children = {
         parent_task_id: (child_id, status)
-        for parent_task_id, child_id, status in _conn(session).execute(
-            _CHILDREN, {"parent_id": instance.id}
-        )
+        for parent_task_id, child_id, status in execute(
+            _conn(session), _CHILDREN, {"parent_id": instance.id}
+        ).fetchall()
     }
     # A running child whose task is gone (the process moved on without it) is cancelled.
     for parent_task_id, (child_id, status) in children.items():
@@ -576,9 +582,9 @@ def _cancel(session: Session, instance: Instance, now: datetime) -> None:
     )
     _set(instance, status=InstanceStatus.CANCELLED, completed_at=now, revision=revision)
     _close_steps(session, instance, now)
-    for _task_id, child_id, status in (
-        _conn(session).execute(_CHILDREN, {"parent_id": instance.id}).all()
-    ):
+    for _task_id, child_id, status in execute(
+        _conn(session), _CHILDREN, {"parent_id": instance.id}
+    ).fetchall():
         child = session.get(Instance, child_id) if status == InstanceStatus.RUNNING else None
         if child is not None:
             _cancel(session, child, now)
@@ -593,11 +599,9 @@ def _resume_parent(session: Session, child: Instance, now: datetime) -> None:
     while child.parent_id is not None and child.status == InstanceStatus.COMPLETED:
         # Lock the row only; the parent's state is read just when this was the last sibling.
         conn = _conn(session)
-        conn.execute(_LOCK_INSTANCE_ROW, {"instance_id": child.parent_id})
-        running = conn.scalar(
-            _RUNNING_SIBLING, {"parent_id": child.parent_id, "element_id": child.parent_element_id}
-        )
-        if running is not None:
+        execute(conn, _LOCK_INSTANCE_ROW, {"instance_id": child.parent_id}).fetchall()
+        siblings = {"parent_id": child.parent_id, "element_id": child.parent_element_id}
+        if execute(conn, _RUNNING_SIBLING, siblings).fetchone() is not None:
             return
         parent = _lock_instance(session, child.parent_id)
         with running_at(now, _rules(session, parent)):
@@ -911,12 +915,12 @@ def may_act(session: Session, actor: Actor, task: HumanTask) -> bool:
 def _lock_instance(session: Session, instance_id: int) -> Instance:
     """Row-lock the instance and re-read it: whoever held the lock before us has committed."""
     session.flush()  # what the caller changed through the ORM is written before we read
-    row = _conn(session).execute(_LOCK_INSTANCE, {"instance_id": instance_id}).mappings().one()
+    (row,) = rows(_conn(session), _LOCK_INSTANCE, {"instance_id": instance_id})
     instance: Instance = _as_loaded(session, Instance, row)
     return instance
 
 
-_LOCK_STEP_INSTANCE = (
+_LOCK_STEP_INSTANCE = Direct(
     select(_INSTANCE)
     .join(_HUMAN, _HUMAN.c.instance_id == _INSTANCE.c.id)
     .where(_HUMAN.c.id == bindparam("step_id"))
@@ -924,7 +928,7 @@ _LOCK_STEP_INSTANCE = (
 )
 _POSITION_COLUMNS = [c.label(f"seat__{c.key}") for c in _POSITION.c]
 # The step with its position (who may act is decided from it), in one statement.
-_READ_STEP = (
+_READ_STEP = Direct(
     select(_HUMAN, *_POSITION_COLUMNS)
     .outerjoin(_POSITION, _POSITION.c.id == _HUMAN.c.position_id)
     .where(_HUMAN.c.id == bindparam("step_id"))
@@ -948,11 +952,11 @@ def _lock(session: Session, task_id: int) -> tuple[Instance, HumanTask]:
     step as it is now that whoever held the lock before us has committed."""
     session.flush()  # what the caller changed through the ORM is written before we read
     conn = _conn(session)
-    row = conn.execute(_LOCK_STEP_INSTANCE, {"step_id": task_id}).mappings().one_or_none()
-    if row is None:
+    found = rows(conn, _LOCK_STEP_INSTANCE, {"step_id": task_id})
+    if not found:
         raise NotFound(f"no step {task_id}")
-    instance: Instance = _as_loaded(session, Instance, row)
-    step = dict(conn.execute(_READ_STEP, {"step_id": task_id}).mappings().one())
+    instance: Instance = _as_loaded(session, Instance, found[0])
+    (step,) = rows(conn, _READ_STEP, {"step_id": task_id})
     seat = {c.key: step.pop(f"seat__{c.key}") for c in _POSITION.c}
     task: HumanTask = _as_loaded(session, HumanTask, step)
     _set(task, position=_as_loaded(session, Position, seat) if seat["id"] is not None else None)
