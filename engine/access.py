@@ -6,6 +6,7 @@ deployments. Nothing here trusts an id from a request: every lookup is checked a
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -240,12 +241,14 @@ def _inbox_query(viewer: Viewer, now: datetime, f: InboxFilter) -> Select[Any]:
 _URGENT_FIRST = (HumanTask.due_at.asc().nulls_last(), HumanTask.id)
 
 
-def _count(session: Session, query: Select[Any], rows: list[Any], limit: int, offset: int) -> int:
+def _count(
+    session: Session, query: Callable[[], Select[Any]], rows: list[Any], limit: int, offset: int
+) -> int:
     if offset == 0 and len(rows) < limit:  # the whole list fits the page: no count needed
         return len(rows)
     from sqlalchemy import func
 
-    return session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    return session.scalar(select(func.count()).select_from(query().subquery())) or 0
 
 
 def inbox(
@@ -268,7 +271,7 @@ def inbox(
             .offset(offset)
         )
     )
-    return rows, _count(session, query, rows, limit, offset)
+    return rows, _count(session, lambda: query, rows, limit, offset)
 
 
 _ROOT = aliased(Instance)
@@ -296,6 +299,38 @@ STEP_ROW = (
 )
 
 
+def _step_rows(query: Select[Any]) -> Select[Any]:
+    """`query` (over human_task) selecting STEP_ROW, most urgent first."""
+    selected: Any = (
+        query.with_only_columns(*STEP_ROW, maintain_column_froms=False)
+        .select_from(HumanTask)
+        .join(Unit, Unit.id == HumanTask.unit_id)
+        .join(Position, Position.id == HumanTask.position_id)
+        .join(Instance, Instance.id == HumanTask.instance_id)
+        .join(_ROOT, _ROOT.id == Instance.root_id)
+        .outerjoin(PlanTask, PlanTask.id == _ROOT.plan_task_id)
+        .outerjoin(Plan, Plan.id == PlanTask.plan_id)
+        .order_by(*_URGENT_FIRST)
+    )
+    return selected
+
+
+# The inbox every poll asks for (the viewer's own steps, no filter), built once per number of
+# acting positions (a liaison has one or two): it goes to the driver directly (engine.direct).
+_PLAIN_INBOX: dict[int, Direct] = {}
+_PLAIN_MAX_SEATS = 8
+
+
+def _plain_inbox(seats: int) -> Direct:
+    if seats not in _PLAIN_INBOX:
+        mine = HumanTask.position_id.in_([bindparam(f"seat{i}") for i in range(seats)])
+        query = select(HumanTask).where(mine, HumanTask.state == TaskState.READY)
+        _PLAIN_INBOX[seats] = Direct(
+            _step_rows(query).limit(bindparam("limit")).offset(bindparam("offset"))
+        )
+    return _PLAIN_INBOX[seats]
+
+
 def inbox_rows(
     session: Session,
     viewer: Viewer,
@@ -303,31 +338,28 @@ def inbox_rows(
     filters: InboxFilter | None = None,
     limit: int = 100,
     offset: int = 0,
-) -> tuple[list[Any], int]:
-    """The inbox as rows of STEP_ROW, in one statement and without building objects: for lists
-    that show each step with its unit, position and item, and nothing more (the JSON API).
-    Steps without a position (an applicant's own) are not in it."""
-    query = _inbox_query(viewer, now, filters or InboxFilter())
-    rows = list(
-        session.connection().execute(
-            query.with_only_columns(*STEP_ROW, maintain_column_froms=False)
-            .select_from(HumanTask)
-            .join(Unit, Unit.id == HumanTask.unit_id)
-            .join(Position, Position.id == HumanTask.position_id)
-            .join(Instance, Instance.id == HumanTask.instance_id)
-            .join(_ROOT, _ROOT.id == Instance.root_id)
-            .outerjoin(PlanTask, PlanTask.id == _ROOT.plan_task_id)
-            .outerjoin(Plan, Plan.id == PlanTask.plan_id)
-            .order_by(*_URGENT_FIRST)
-            .limit(limit)
-            .offset(offset)
+) -> tuple[list[Mapping[str, Any]], int]:
+    """The inbox as rows of STEP_ROW (mappings), in one statement and without building objects:
+    for lists that show each step with its unit, position and item, and nothing more (the
+    JSON API). Steps without a position (an applicant's own) are not in it."""
+    f = filters or InboxFilter()
+    seats = sorted(viewer.acting_position_ids)
+    if f == InboxFilter() and 0 < len(seats) <= _PLAIN_MAX_SEATS:
+        params: dict[str, Any] = {f"seat{i}": seat for i, seat in enumerate(seats)}
+        found: list[Mapping[str, Any]] = list(
+            rows(
+                session.connection(),
+                _plain_inbox(len(seats)),
+                {**params, "limit": limit, "offset": offset},
+            )
         )
-    )
-    return rows, _count(session, query, rows, limit, offset)
+    else:
+        statement = _step_rows(_inbox_query(viewer, now, f)).limit(limit).offset(offset)
+        found = [dict(row) for row in session.connection().execute(statement).mappings()]
+    return found, _count(session, lambda: _inbox_query(viewer, now, f), found, limit, offset)
 
 
 # What an inbox row shows, loaded with the rows rather than one query per row.
-STEP_SEAT_LOADS = (joinedload(HumanTask.unit), joinedload(HumanTask.position))
 INBOX_LOADS = (
     joinedload(HumanTask.unit),
     joinedload(HumanTask.position),

@@ -926,13 +926,43 @@ _LOCK_STEP_INSTANCE = Direct(
     .where(_HUMAN.c.id == bindparam("step_id"))
     .with_for_update(of=_INSTANCE)
 )
-_POSITION_COLUMNS = [c.label(f"seat__{c.key}") for c in _POSITION.c]
-# The step with its position (who may act is decided from it), in one statement.
+_UNIT = cast(Table, Unit.__table__)
+# The step with its position (who may act is decided from it) and unit, in one statement.
 _READ_STEP = Direct(
-    select(_HUMAN, *_POSITION_COLUMNS)
+    select(
+        _HUMAN,
+        *(c.label(f"seat__{c.key}") for c in _POSITION.c),
+        *(c.label(f"unit__{c.key}") for c in _UNIT.c),
+    )
     .outerjoin(_POSITION, _POSITION.c.id == _HUMAN.c.position_id)
+    .outerjoin(_UNIT, _UNIT.c.id == _HUMAN.c.unit_id)
     .where(_HUMAN.c.id == bindparam("step_id"))
 )
+
+
+def read_step(session: Session, task_id: int) -> HumanTask | None:
+    """The step with its position and unit loaded, in one statement (engine.direct)."""
+    session.flush()  # what the caller changed through the ORM is written before we read
+    found = rows(_conn(session), _READ_STEP, {"step_id": task_id})
+    return _step_with_seat(session, found[0]) if found else None
+
+
+def _step_with_seat(session: Session, row: dict[str, Any]) -> HumanTask:
+    step, seat, unit = {}, {}, {}
+    for key, value in row.items():
+        if key.startswith("seat__"):
+            seat[key[6:]] = value
+        elif key.startswith("unit__"):
+            unit[key[6:]] = value
+        else:
+            step[key] = value
+    task: HumanTask = _as_loaded(session, HumanTask, step)
+    _set(
+        task,
+        position=_as_loaded(session, Position, seat) if seat["id"] is not None else None,
+        unit=_as_loaded(session, Unit, unit) if unit["id"] is not None else None,
+    )
+    return task
 
 
 def _as_loaded(session: Session, cls: type[Any], row: Any) -> Any:
@@ -956,11 +986,8 @@ def _lock(session: Session, task_id: int) -> tuple[Instance, HumanTask]:
     if not found:
         raise NotFound(f"no step {task_id}")
     instance: Instance = _as_loaded(session, Instance, found[0])
-    (step,) = rows(conn, _READ_STEP, {"step_id": task_id})
-    seat = {c.key: step.pop(f"seat__{c.key}") for c in _POSITION.c}
-    task: HumanTask = _as_loaded(session, HumanTask, step)
-    _set(task, position=_as_loaded(session, Position, seat) if seat["id"] is not None else None)
-    return instance, task
+    (row,) = rows(conn, _READ_STEP, {"step_id": task_id})
+    return instance, _step_with_seat(session, row)
 
 
 def complete_task(

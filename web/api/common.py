@@ -18,11 +18,11 @@ from werkzeug.exceptions import (
 )
 from werkzeug.wrappers import Response
 
-from engine.access import STEP_SEAT_LOADS, Viewer, can_see_item, can_see_task, viewer_for
+from engine.access import Viewer, can_see_item, can_see_task, viewer_for
 from engine.accounts import record_token_use, token_holder
 from engine.clock import utcnow
 from engine.models import HumanTask, Instance
-from engine.runtime import owner
+from engine.runtime import owner, read_step
 from web import get_session
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -109,9 +109,7 @@ def json_response(payload: Any, status: int = 200) -> Response:
 def visible_task(task_id: int) -> HumanTask:
     """A step the caller may see; anyone else learns nothing, not even that it exists."""
     session = get_session()
-    task = (
-        session.get(HumanTask, task_id, options=STEP_SEAT_LOADS) if 0 < task_id <= MAX_ID else None
-    )
+    task = read_step(session, task_id) if 0 < task_id <= MAX_ID else None
     if task is None or not can_see_task(session, viewer(), task):
         raise NotFound(f"no step {task_id}")
     return task

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -105,7 +105,14 @@ def step(task: HumanTask, item: dict[str, Any], now: datetime) -> dict[str, Any]
     position, unit = task.position, task.unit
     assert position is not None and unit is not None  # a unit's step (see steps())
     return _step(
-        task,
+        task.id,
+        task.name,
+        task.element_id,
+        task.form,
+        task.state,
+        task.due_at,
+        task.created_at,
+        task.completed_at,
         unit_ref(unit),
         {"id": position.id, "kind": position.kind.value, "title": position.title},
         item,
@@ -113,34 +120,55 @@ def step(task: HumanTask, item: dict[str, Any], now: datetime) -> dict[str, Any]
     )
 
 
-def step_row(row: Any, now: datetime) -> dict[str, Any]:
+def step_row(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """The same as step() for a row of engine.access.STEP_ROW."""
     return _step(
-        row,
-        {"id": row.unit_id, "name": row.unit_name},
-        {"id": row.position_id, "kind": row.position_kind.value, "title": row.position_title},
-        item_ref(row.root_id, row.business_key, row.plan_key, row.number, row.text),
+        row["id"],
+        row["name"],
+        row["element_id"],
+        row["form"],
+        row["state"],
+        row["due_at"],
+        row["created_at"],
+        row["completed_at"],
+        {"id": row["unit_id"], "name": row["unit_name"]},
+        {
+            "id": row["position_id"],
+            "kind": row["position_kind"].value,
+            "title": row["position_title"],
+        },
+        item_ref(row["root_id"], row["business_key"], row["plan_key"], row["number"], row["text"]),
         now,
     )
 
 
 def _step(
-    task: Any, unit: dict[str, Any], position: dict[str, Any], item: dict[str, Any], now: datetime
+    step_id: int,
+    name: str,
+    element: str,
+    form: str,
+    state: TaskState,
+    due_at: datetime | None,
+    created_at: datetime,
+    completed_at: datetime | None,
+    unit: dict[str, Any],
+    position: dict[str, Any],
+    item: dict[str, Any],
+    now: datetime,
 ) -> dict[str, Any]:
-    """`task`: a HumanTask or a row with the same names."""
     return {
-        "id": task.id,
-        "name": task.name,
-        "element": task.element_id,
-        "form": task.form,
-        "state": task.state.value,
+        "id": step_id,
+        "name": name,
+        "element": element,
+        "form": form,
+        "state": state.value,
         "unit": unit,
         "position": position,
-        "due_at": iso(task.due_at),
-        "due_date": local_day(task.due_at),
-        "urgency": urgency(task.due_at, now).value if task.state == TaskState.READY else None,
-        "created_at": iso(task.created_at),
-        "completed_at": iso(task.completed_at),
+        "due_at": iso(due_at),
+        "due_date": local_day(due_at),
+        "urgency": urgency(due_at, now).value if state == TaskState.READY else None,
+        "created_at": iso(created_at),
+        "completed_at": iso(completed_at),
         "item": item,
     }
 
