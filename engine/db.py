@@ -104,7 +104,7 @@ def _has_input(fd: int) -> bool:
 
 
 # SQLSTATE classes of a server that went away or refuses connections for now.
-_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03")
+UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03")
 
 
 def _unreachable(context: ExceptionContext) -> bool:
@@ -113,7 +113,7 @@ def _unreachable(context: ExceptionContext) -> bool:
         return False
     if context.connection is None:  # no connection could be made
         return True
-    return str(getattr(error, "sqlstate", None) or "").startswith(_UNAVAILABLE_STATES)
+    return str(getattr(error, "sqlstate", None) or "").startswith(UNAVAILABLE_STATES)
 
 
 def _sqlite_setup(engine: Engine) -> None:

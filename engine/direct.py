@@ -6,8 +6,9 @@ the driver and the server together. A Direct statement is compiled once per dial
 parameter names; its values go through the bind processors SQLAlchemy itself would apply
 (enums, UTC datetimes, JSON); the engine's cursor events still fire (engine.db's read-only
 tracker, statement counters, tests); a driver error comes out as SQLAlchemy's DBAPIError, with
-a lost connection invalidated, as it would through Connection.execute. The rows come back as
-the driver gives them: reads of typed columns (dates, enums, JSON) stay with SQLAlchemy."""
+a lost connection invalidated, as it would through Connection.execute. `execute` hands back
+the driver's cursor (rowcounts, ids); `rows` converts each value with SQLAlchemy's own result
+processors (enums, UTC datetimes, JSON, booleans on SQLite)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,7 @@ from sqlalchemy import Connection, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import Executable
 
-# SQLSTATE classes of a server that went away or refuses connections for now (engine.db).
-_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03")
+from .db import UNAVAILABLE_STATES
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class _Compiled:
 
 
 class Direct:
-    """A prebuilt statement whose result needs no conversion: a rowcount, ids, plain text."""
+    """A prebuilt statement, compiled for each dialect and set of parameter names it meets."""
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
@@ -122,7 +122,7 @@ def _raise(conn: Connection, sql: str, args: Any, error: Any, cursor: Any) -> No
     dialect = conn.dialect
     raw = conn.connection.dbapi_connection
     state = str(getattr(error, "sqlstate", None) or "")
-    gone = dialect.is_disconnect(error, raw, cursor) or state.startswith(_UNAVAILABLE_STATES)
+    gone = dialect.is_disconnect(error, raw, cursor) or state.startswith(UNAVAILABLE_STATES)
     wrapped = exc.DBAPIError.instance(
         sql,
         args,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -201,7 +202,12 @@ def field(f: Field) -> dict[str, Any]:
 
 
 def form(definition: Form, caller: Caller) -> dict[str, Any]:
-    with force_locale(_locale(caller)):
+    return _form(definition, _locale(caller))
+
+
+@functools.cache  # a form and its labels in a language never change while the app runs
+def _form(definition: Form, locale: str) -> dict[str, Any]:
+    with force_locale(locale):
         return {
             "name": definition.name,
             "title": form_title(definition.name),
