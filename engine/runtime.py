@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .clock import end_of_local_day, local_today
-from .deploy import latest_version
 from .direct import Direct, execute, execute_many, rows
 from .directory import holds
 from .errors import Conflict, DubanError, NotFound, PermissionDenied
@@ -299,21 +298,20 @@ def _position_id(session: Session, task: Task, unit_id: Any, kind: Any) -> int:
     return position_id_
 
 
+_ITEM_UNITS = Direct(
+    select(PlanTask.plan_id, PlanTaskUnit.unit_id, PlanTaskUnit.role)
+    .outerjoin(PlanTaskUnit, PlanTaskUnit.plan_task_id == PlanTask.id)
+    .where(PlanTask.id == bindparam("item"))
+)
+
+
 def _item_units(session: Session, plan_task_id: int) -> tuple[int, dict[int, str]]:
     """An item's list and the role of each of its units (read once per transaction)."""
     cache = _transaction_cache(session, "items")
     if plan_task_id not in cache:
-        rows = (
-            _conn(session)
-            .execute(
-                select(PlanTask.plan_id, PlanTaskUnit.unit_id, PlanTaskUnit.role)
-                .outerjoin(PlanTaskUnit, PlanTaskUnit.plan_task_id == PlanTask.id)
-                .where(PlanTask.id == plan_task_id)
-            )
-            .all()
-        )
-        roles = {unit: r.value for _plan, unit, r in rows if unit is not None}
-        cache[plan_task_id] = (rows[0][0], roles)
+        units = rows(_conn(session), _ITEM_UNITS, {"item": plan_task_id})
+        roles = {r["unit_id"]: r["role"].value for r in units if r["unit_id"] is not None}
+        cache[plan_task_id] = (units[0]["plan_id"], roles)
     found: tuple[int, dict[int, str]] = cache[plan_task_id]
     return found
 
@@ -703,6 +701,21 @@ def _run(action: Any) -> None:
         raise ProcessError(str(exc)) from exc
 
 
+class VersionRef(NamedTuple):
+    id: int
+    version: int
+
+
+# Only the version's id and number: its row also holds the sources and the parsed spec (tens of
+# kilobytes of JSON), which the spec cache already has.
+_LATEST_VERSION = Direct(
+    select(ProcessVersion.id, ProcessVersion.version)
+    .where(ProcessVersion.process_id == bindparam("process_id"))
+    .order_by(ProcessVersion.version.desc())
+    .limit(1)
+)
+
+
 def start_instance(
     session: Session,
     process_id: str,
@@ -720,8 +733,9 @@ def start_instance(
     apply; a child inherits its parent's."""
     versions = _transaction_cache(session, "versions")
     if process_id not in versions:
-        versions[process_id] = latest_version(session, process_id)
-    version = versions[process_id]
+        found = execute(_conn(session), _LATEST_VERSION, {"process_id": process_id}).fetchone()
+        versions[process_id] = VersionRef(*found) if found else None
+    version: VersionRef | None = versions[process_id]
     if version is None:
         raise NotFound(f"process '{process_id}' is not deployed")
     if parent is None:
@@ -754,7 +768,7 @@ def start_instance(
 
 def _start(
     session: Session,
-    version: ProcessVersion,
+    version: VersionRef,
     process_id: str,
     data: dict[str, Any],
     business_key: str,

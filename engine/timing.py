@@ -23,8 +23,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as spiff_timer
+from sqlalchemy import bindparam, select
 
 from .clock import end_of_local_day
+from .direct import Direct, execute
+from .models import JurisdictionSetting
 
 _NOW: contextvars.ContextVar[datetime | None] = contextvars.ContextVar("duban_now", default=None)
 
@@ -119,28 +122,25 @@ def urge_cycle(due: Any) -> str:
 TIMER_FUNCTIONS = {"escalation_at": escalation_at, "urge_cycle": urge_cycle}
 
 
+# The jurisdiction's escalation settings: built once, sent direct (engine.direct).
+_SETTINGS = Direct(
+    select(JurisdictionSetting.key, JurisdictionSetting.value).where(
+        JurisdictionSetting.jurisdiction_id == bindparam("jurisdiction_id"),
+        JurisdictionSetting.key.like("escalation.%"),
+    )
+)
+
+
 def rules_for(session: Any, jurisdiction_id: int | None, process_id: str) -> Rules:
     """The jurisdiction's settings `escalation.<rule>`, overridden per process by
     `escalation.<process>.<rule>`; the defaults where neither is set."""
-    from sqlalchemy import select
-
-    from .models import JurisdictionSetting
-
     if jurisdiction_id is None:
         return Rules()
     cache: dict[tuple[int, str], Rules] = session.info.setdefault("duban.rules", {})
     key = (jurisdiction_id, process_id)
     if key not in cache:
-        rows = (
-            session.connection()
-            .execute(
-                select(JurisdictionSetting.key, JurisdictionSetting.value).where(
-                    JurisdictionSetting.jurisdiction_id == jurisdiction_id,
-                    JurisdictionSetting.key.like("escalation.%"),
-                )
-            )
-            .all()
-        )
+        found = execute(session.connection(), _SETTINGS, {"jurisdiction_id": jurisdiction_id})
+        rows = found.fetchall()
         values = {k.split(".")[-1]: v for k, v in rows if k.count(".") == 1}
         values |= {
             k.split(".")[-1]: v for k, v in rows if k.startswith(f"escalation.{process_id}.")
