@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Select, and_, bindparam, false, or_, select
+from sqlalchemy import Select, and_, bindparam, false, func, or_, select
 from sqlalchemy.orm import Session, aliased, defer, joinedload
 
 from .direct import Direct, rows
@@ -246,8 +246,6 @@ def _count(
 ) -> int:
     if offset == 0 and len(rows) < limit:  # the whole list fits the page: no count needed
         return len(rows)
-    from sqlalchemy import func
-
     return session.scalar(select(func.count()).select_from(query().subquery())) or 0
 
 

@@ -66,18 +66,17 @@ class Direct:
 
 def execute(conn: Connection, direct: Direct, params: dict[str, Any]) -> Any:
     """Run one statement; returns the driver's cursor (rowcount, RETURNING rows)."""
-    return _run(conn, direct, [params], many=False)
+    return _run(conn, direct, [params], many=False)[0]
 
 
 def rows(conn: Connection, direct: Direct, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Run a SELECT; its rows by column name, each value converted as SQLAlchemy would
     (enums, UTC datetimes, JSON, booleans on SQLite)."""
-    cursor = _run(conn, direct, [params], many=False)
-    columns = direct.compiled(conn.dialect, frozenset(params)).columns
+    cursor, compiled = _run(conn, direct, [params], many=False)
     return [
         {
             name: convert(value) if convert else value
-            for (name, convert), value in zip(columns, row, strict=True)
+            for (name, convert), value in zip(compiled.columns, row, strict=True)
         }
         for row in cursor.fetchall()
     ]
@@ -89,7 +88,10 @@ def execute_many(conn: Connection, direct: Direct, rows: Sequence[dict[str, Any]
         _run(conn, direct, rows, many=True)
 
 
-def _run(conn: Connection, direct: Direct, rows: Sequence[dict[str, Any]], many: bool) -> Any:
+def _run(
+    conn: Connection, direct: Direct, rows: Sequence[dict[str, Any]], many: bool
+) -> tuple[Any, _Compiled]:
+    """The driver's cursor after the statement ran, and the statement as compiled for it."""
     dialect = conn.dialect
     compiled = direct.compiled(dialect, frozenset(rows[0]))
     args = [_bind(compiled, row) for row in rows]
@@ -106,7 +108,7 @@ def _run(conn: Connection, direct: Direct, rows: Sequence[dict[str, Any]], many:
     except dialect.loaded_dbapi.Error as error:
         _raise(conn, compiled.sql, sent, error, cursor)
     conn.dispatch.after_cursor_execute(conn, cursor, compiled.sql, sent, None, many)
-    return cursor
+    return cursor, compiled
 
 
 def _bind(compiled: _Compiled, row: dict[str, Any]) -> Any:

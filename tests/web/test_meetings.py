@@ -25,20 +25,22 @@ def _ready(seeded, element: str) -> list[HumanTask]:  # type: ignore[no-untyped-
         )
 
 
+def _meeting(**override: str) -> dict[str, str]:
+    """The new-meeting form as the office fills it in, held today."""
+    data = {
+        "jurisdiction": "weixi",
+        "kind": "plenary",
+        "title": "2026年联席会议全体会议",
+        "held_on": local_today(utcnow()).isoformat(),
+        "place": "县政府三楼会议室",
+        "agenda": "研究托育服务",
+        "comprehensive": "1",
+    }
+    return data | override
+
+
 def _call(client, seeded) -> int:  # type: ignore[no-untyped-def]
-    today = local_today(utcnow()).isoformat()
-    response = client.post(
-        "/meetings/new",
-        data={
-            "jurisdiction": "weixi",
-            "kind": "plenary",
-            "title": "2026年联席会议全体会议",
-            "held_on": today,
-            "place": "县政府三楼会议室",
-            "agenda": "研究托育服务",
-            "comprehensive": "1",
-        },
-    )
+    response = client.post("/meetings/new", data=_meeting())
     assert response.status_code == 302, response.get_data(as_text=True)
     return int(re.search(r"/meetings/(\d+)$", response.headers["Location"]).group(1))
 
@@ -159,17 +161,7 @@ def test_membership_on_a_date(client, seeded, make_person) -> None:  # type: ign
 def test_a_meeting_date_not_typed_as_year_month_day_is_refused(client, seeded, make_person) -> None:  # type: ignore[no-untyped-def]
     sign_in(client, make_person("office", "县卫生健康局", "office_staff"))
     for typed in ("20261201", "2026-W49-1", "2026/12/01", "2026-02-30"):
-        response = client.post(
-            "/meetings/new",
-            data={
-                "jurisdiction": "weixi",
-                "kind": "plenary",
-                "title": "2026年联席会议全体会议",
-                "held_on": typed,
-                "place": "县政府三楼会议室",
-                "agenda": "研究托育服务",
-            },
-        )
+        response = client.post("/meetings/new", data=_meeting(held_on=typed))
         assert response.status_code == 400, typed  # the form again, with the field's error
         assert "YYYY-MM-DD" in response.get_data(as_text=True)
     with seeded() as s:
