@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.clock import local_today, utcnow
 from engine.db import make_engine, scratch_schema, session_factory, upgrade
 from engine.deploy import deploy_directory
+from engine.direct import Direct, rows
 from engine.directory import ensure_position
 from engine.forms import FORMS, validate
 from engine.models import (
@@ -447,9 +448,9 @@ class Step:
     form: str
 
 
-# Built once, as a client would: the item's oldest open step, in its top-level instance or any
-# of its branch instances.
-_NEXT_STEP = (
+# Built once, as the application's own reads are (engine.direct): the item's oldest open step,
+# in its top-level instance or any of its branch instances.
+_NEXT_STEP = Direct(
     select(HumanTask.id, HumanTask.position_id, HumanTask.form)
     .where(
         HumanTask.instance_id.in_(select(Instance.id).where(Instance.root_id == bindparam("root"))),
@@ -464,8 +465,8 @@ def next_step(factory: sessionmaker[Session], root_id: int) -> Step | None:
     """What a client does before acting: ask for the item's oldest open step (a read-only
     transaction of its own)."""
     with factory() as session:
-        row = session.connection().execute(_NEXT_STEP, {"root": root_id}).first()
-    return Step(*row) if row else None
+        found = rows(session.connection(), _NEXT_STEP, {"root": root_id})
+    return Step(**found[0]) if found else None
 
 
 def duban_item(

@@ -60,6 +60,17 @@ def _postgresql_setup(engine: Engine) -> None:
             context.is_disconnect = True
 
     _keep_prepared_statements(engine)
+    _send_deferred_writes(engine)
+
+
+def _send_deferred_writes(engine: Engine) -> None:
+    """engine.direct holds some writes back to send them with the next statement: any other
+    statement on the connection sends them first, so the server runs everything in order."""
+    from .direct import send_waiting
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _send_first(_conn: Any, cursor: Any, *_args: Any) -> None:
+        send_waiting(cursor.connection)
 
 
 # Connections (psycopg's) whose open transaction has sent something other than a SELECT.
@@ -79,10 +90,13 @@ def _keep_prepared_statements(engine: Engine) -> None:
         if not statement.startswith("SELECT"):  # FOR UPDATE locks are released either way
             _WROTE.add(cursor.connection)
 
+    from .direct import drop_waiting, send_waiting
+
     rollback, commit = engine.dialect.do_rollback, engine.dialect.do_commit
 
     def do_rollback(dbapi_conn: Any) -> None:
         raw = getattr(dbapi_conn, "dbapi_connection", dbapi_conn)  # the pool may pass its own
+        drop_waiting(raw)
         if raw in _WROTE or raw.info.transaction_status != _IN_TRANSACTION:
             _WROTE.discard(raw)
             rollback(dbapi_conn)
@@ -90,8 +104,11 @@ def _keep_prepared_statements(engine: Engine) -> None:
             commit(dbapi_conn)
 
     def do_commit(dbapi_conn: Any) -> None:
-        _WROTE.discard(getattr(dbapi_conn, "dbapi_connection", dbapi_conn))
-        commit(dbapi_conn)
+        raw = getattr(dbapi_conn, "dbapi_connection", dbapi_conn)
+        committed = send_waiting(raw, commit=True)  # engine.direct's deferred writes
+        _WROTE.discard(raw)
+        if not committed:
+            commit(dbapi_conn)
 
     engine.dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]
     engine.dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]

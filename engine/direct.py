@@ -8,14 +8,23 @@ parameter names; its values go through the bind processors SQLAlchemy itself wou
 tracker, statement counters, tests); a driver error comes out as SQLAlchemy's DBAPIError, with
 a lost connection invalidated, as it would through Connection.execute. `execute` hands back
 the driver's cursor (rowcounts, ids); `rows` converts each value with SQLAlchemy's own result
-processors (enums, UTC datetimes, JSON, booleans on SQLite)."""
+processors (enums, UTC datetimes, JSON, booleans on SQLite).
+
+On PostgreSQL a round trip costs about as much as a small statement's execution. Writes whose
+outcome the step does not read back (`defer`) wait, per connection, and go out in one psycopg
+pipeline with the next statement that must answer, or just before COMMIT: statements still run
+in the order they were asked for, in the same transaction, so every read sees every write made
+before it. A statement that opens a transaction goes out in a pipeline too, so its BEGIN costs
+no round trip of its own. On SQLite (in-process, no round trips) nothing waits."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
+from weakref import WeakKeyDictionary
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import Executable
@@ -64,15 +73,115 @@ class Direct:
         return found
 
 
+Check = Callable[[int], None]  # called with a deferred statement's rowcount once it has run
+
+
+@dataclass(frozen=True)
+class _Sent:
+    compiled: _Compiled
+    args: Any
+    many: bool
+    check: Check | None = None
+
+
+@dataclass
+class _Waiting:
+    conn: Connection  # the Connection that deferred them: its events fire, its errors raise
+    statements: list[_Sent] = field(default_factory=list)
+
+
+# Deferred writes per driver connection (weakly held: a connection thrown away drops its own).
+_WAITING: WeakKeyDictionary[Any, _Waiting] = WeakKeyDictionary()
+_IDLE = TransactionStatus.IDLE
+
+
+def _pipelines(dialect: Dialect) -> bool:
+    return dialect.driver == "psycopg"
+
+
 def execute(conn: Connection, direct: Direct, params: dict[str, Any]) -> Any:
     """Run one statement; returns the driver's cursor (rowcount, RETURNING rows)."""
     return _run(conn, direct, [params], many=False)[0]
+
+
+def defer(
+    conn: Connection, direct: Direct, params: dict[str, Any], check: Check | None = None
+) -> None:
+    """Run a write whose outcome is not read back: on PostgreSQL with the next statement that
+    must answer or just before COMMIT, elsewhere now. `check` gets its rowcount then (and may
+    raise, which rolls the transaction back)."""
+    if not _pipelines(conn.dialect):
+        cursor = execute(conn, direct, params)
+        if check is not None:
+            check(cursor.rowcount)
+        return
+    compiled = direct.compiled(conn.dialect, frozenset(params))
+    _wait(conn, _Sent(compiled, _bind(compiled, params), False, check))
+
+
+def defer_many(conn: Connection, direct: Direct, rows: Sequence[dict[str, Any]]) -> None:
+    """`defer` for one statement run for each of `rows` (all with the same names)."""
+    if not rows:
+        return
+    if not _pipelines(conn.dialect):
+        execute_many(conn, direct, rows)
+        return
+    compiled = direct.compiled(conn.dialect, frozenset(rows[0]))
+    _wait(conn, _Sent(compiled, [_bind(compiled, row) for row in rows], True))
+
+
+def _wait(conn: Connection, sent: _Sent) -> None:
+    raw = conn.connection.dbapi_connection
+    waiting = _WAITING.get(raw)
+    if waiting is None:
+        waiting = _WAITING[raw] = _Waiting(conn)
+    waiting.statements.append(sent)
+
+
+def send_waiting(dbapi_conn: Any, commit: bool = False) -> bool:
+    """Send the driver connection's deferred writes now: engine.db calls this before any
+    other statement and at COMMIT. With `commit`, the COMMIT goes in the same round trip
+    unless a write's rowcount is still to be checked (a failed check must be able to roll
+    back); returns whether it did."""
+    waiting = _WAITING.pop(dbapi_conn, None)
+    if waiting is None:
+        return False
+    commit = commit and all(sent.check is None for sent in waiting.statements)
+    _pipeline(waiting.conn, waiting.statements, commit)
+    return commit
+
+
+def drop_waiting(dbapi_conn: Any) -> None:
+    """Forget the deferred writes of a transaction being rolled back."""
+    _WAITING.pop(dbapi_conn, None)
 
 
 def rows(conn: Connection, direct: Direct, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Run a SELECT; its rows by column name, each value converted as SQLAlchemy would
     (enums, UTC datetimes, JSON, booleans on SQLite)."""
     cursor, compiled = _run(conn, direct, [params], many=False)
+    return _converted(compiled, cursor)
+
+
+def rows_each(
+    conn: Connection, *statements: tuple[Direct, dict[str, Any]]
+) -> list[list[dict[str, Any]]]:
+    """Run several SELECTs in order (on PostgreSQL in one round trip: each runs after the one
+    before it has finished, a lock it waited for included); the rows of each."""
+    if not _pipelines(conn.dialect):
+        return [rows(conn, direct, params) for direct, params in statements]
+    raw = conn.connection.dbapi_connection
+    waiting = _WAITING.pop(raw, None)
+    before = waiting.statements if waiting is not None else []
+    sent = []
+    for direct, params in statements:
+        compiled = direct.compiled(conn.dialect, frozenset(params))
+        sent.append(_Sent(compiled, _bind(compiled, params), False))
+    cursors = _pipeline(conn, [*before, *sent])[len(before) :]
+    return [_converted(s.compiled, c) for s, c in zip(sent, cursors, strict=True)]
+
+
+def _converted(compiled: _Compiled, cursor: Any) -> list[dict[str, Any]]:
     return [
         {
             name: convert(value) if convert else value
@@ -95,10 +204,15 @@ def _run(
     dialect = conn.dialect
     compiled = direct.compiled(dialect, frozenset(rows[0]))
     args = [_bind(compiled, row) for row in rows]
+    sent: Any = args if many else args[0]
     raw = conn.connection.dbapi_connection
     assert raw is not None
+    if _pipelines(dialect):
+        waiting = _WAITING.pop(raw, None)
+        if waiting is not None or raw.info.transaction_status == _IDLE:
+            before = waiting.statements if waiting is not None else []
+            return _pipeline(conn, [*before, _Sent(compiled, sent, many)])[-1], compiled
     cursor = raw.cursor()
-    sent: Any = args if many else args[0]
     conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, sent, None, many)
     try:
         if many:
@@ -109,6 +223,39 @@ def _run(
         _raise(conn, compiled.sql, sent, error, cursor)
     conn.dispatch.after_cursor_execute(conn, cursor, compiled.sql, sent, None, many)
     return cursor, compiled
+
+
+def _pipeline(conn: Connection, statements: list[_Sent], commit: bool = False) -> list[Any]:
+    """Send `statements` in one psycopg pipeline (one round trip, a BEGIN included if the
+    transaction has not begun, a COMMIT after them if asked); their cursors, with results,
+    once all have run."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cursors = []
+    try:
+        with raw.pipeline():
+            for sent in statements:
+                cursor = raw.cursor()
+                sql = sent.compiled.sql
+                conn.dispatch.before_cursor_execute(conn, cursor, sql, sent.args, None, sent.many)
+                if sent.many:
+                    cursor.executemany(sql, sent.args)
+                else:
+                    cursor.execute(sql, sent.args)
+                cursors.append(cursor)
+            if commit:
+                raw.commit()
+    except conn.dialect.loaded_dbapi.Error as error:
+        # The server stops at the first failure; psycopg does not say which statement it was.
+        sql = ";\n".join(sent.compiled.sql for sent in statements)
+        _raise(conn, sql, [sent.args for sent in statements], error, None)
+    for sent, cursor in zip(statements, cursors, strict=True):
+        conn.dispatch.after_cursor_execute(
+            conn, cursor, sent.compiled.sql, sent.args, None, sent.many
+        )
+        if sent.check is not None:
+            sent.check(cursor.rowcount)
+    return cursors
 
 
 def _bind(compiled: _Compiled, row: dict[str, Any]) -> Any:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .clock import end_of_local_day, local_today
-from .direct import Direct, execute, execute_many, rows
+from .direct import Direct, defer, defer_many, execute, rows, rows_each
 from .directory import holds
 from .errors import Conflict, DubanError, NotFound, PermissionDenied
 from .forms import FORMS, validate
@@ -167,7 +167,7 @@ def _history(
     task: HumanTask | _Step | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
-    execute(
+    defer(
         _conn(session),
         _ADD_HISTORY,
         {
@@ -596,10 +596,13 @@ def _resume_parent(session: Session, child: Instance, now: datetime) -> None:
     but the cost."""
     while child.parent_id is not None and child.status == InstanceStatus.COMPLETED:
         # Lock the row only; the parent's state is read just when this was the last sibling.
-        conn = _conn(session)
-        execute(conn, _LOCK_INSTANCE_ROW, {"instance_id": child.parent_id}).fetchall()
         siblings = {"parent_id": child.parent_id, "element_id": child.parent_element_id}
-        if execute(conn, _RUNNING_SIBLING, siblings).fetchone() is not None:
+        _locked, running = rows_each(  # one round trip on PostgreSQL, the lock first
+            _conn(session),
+            (_LOCK_INSTANCE_ROW, {"instance_id": child.parent_id}),
+            (_RUNNING_SIBLING, siblings),
+        )
+        if running:
             return
         parent = _lock_instance(session, child.parent_id)
         with running_at(now, _rules(session, parent)):
@@ -643,7 +646,7 @@ def _mirror_timers(session: Session, instance: Instance, workflow: BpmnWorkflow)
         return
     gone = [i for i in before if i not in now_waiting]
     conn = _conn(session)
-    execute_many(conn, _TIMER_DONE, [{"spiff_id": spiff_id} for spiff_id in gone])
+    defer_many(conn, _TIMER_DONE, [{"spiff_id": spiff_id} for spiff_id in gone])
     new = [
         {
             "instance_id": instance.id,
@@ -658,10 +661,10 @@ def _mirror_timers(session: Session, instance: Instance, workflow: BpmnWorkflow)
         for spiff_id, (kind, element, host, at) in now_waiting.items()
         if spiff_id not in before
     ]
-    execute_many(conn, _ADD_TIMERS, new)
+    defer_many(conn, _ADD_TIMERS, new)
     for spiff_id, (_kind, _element, _host, at) in now_waiting.items():
         if spiff_id in before and before[spiff_id][3] != at:
-            execute(conn, _TIMER_MOVED, {"spiff_id": spiff_id, "fire_at": at})
+            defer(conn, _TIMER_MOVED, {"spiff_id": spiff_id, "fire_at": at})
     workflow.duban_timers = now_waiting  # type: ignore[attr-defined]
 
 
@@ -679,14 +682,18 @@ def _save(session: Session, instance: Instance, workflow: BpmnWorkflow, now: dat
     }
     if workflow.is_completed():
         values |= {"status": InstanceStatus.COMPLETED, "completed_at": now}
+
     # The instance is locked, so the revision cannot have moved: the check guards the lock.
-    written = execute(
+    def saved(rowcount: int, instance_id: int = instance.id) -> None:
+        if rowcount != 1:
+            raise Conflict(f"instance {instance_id} was changed by someone else; nothing was saved")
+
+    defer(
         _conn(session),
         _SAVE_INSTANCE,
         {"instance_id": instance.id, "old_revision": instance.revision, **values},
+        saved,
     )
-    if written.rowcount != 1:
-        raise Conflict(f"instance {instance.id} was changed by someone else; nothing was saved")
     _set(instance, revision=instance.revision + 1, **values)
     _keep(session, instance, workflow, state)
     hook = ON_SAVE.get(instance.process_id)
@@ -995,13 +1002,13 @@ def _lock(session: Session, task_id: int) -> tuple[Instance, HumanTask]:
     """Lock the step's instance (found through the step in the same statement), then read the
     step as it is now that whoever held the lock before us has committed."""
     session.flush()  # what the caller changed through the ORM is written before we read
-    conn = _conn(session)
-    found = rows(conn, _LOCK_STEP_INSTANCE, {"step_id": task_id})
-    if not found:
+    step = {"step_id": task_id}
+    # One round trip on PostgreSQL: the step is read after the lock was granted.
+    found, steps = rows_each(_conn(session), (_LOCK_STEP_INSTANCE, step), (_READ_STEP, step))
+    if not found or not steps:
         raise NotFound(f"no step {task_id}")
     instance: Instance = _as_loaded(session, Instance, found[0])
-    (row,) = rows(conn, _READ_STEP, {"step_id": task_id})
-    return instance, _step_with_seat(session, row)
+    return instance, _step_with_seat(session, steps[0])
 
 
 def complete_task(
@@ -1045,7 +1052,7 @@ def _complete(
         "completed_by_id": actor.person_id,
         "form_data": clean,
     }
-    execute(_conn(session), _FINISH_STEP, {"step_id": task.id, **done})
+    defer(_conn(session), _FINISH_STEP, {"step_id": task.id, **done})
     _set(task, **done)
     _history(
         session, instance, "completed", now, actor, task, {"element": task.element_id, **clean}

@@ -19,7 +19,7 @@ from sqlalchemy import Date, String, and_, case, cast, func, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from .access import DUE_SOON
-from .direct import Direct, execute
+from .direct import Direct, defer
 from .models import (
     HumanTask,
     Instance,
@@ -397,7 +397,7 @@ def _bump(session: Any, key: dict[str, Any], **add: float) -> None:
     (`session` may be a Session or a Connection)."""
     connection = session.connection() if isinstance(session, Session) else session
     row = {name: 0 for name in _COUNTERS} | add | key
-    execute(connection, _bump_statement(connection.dialect.name), row)
+    defer(connection, _bump_statement(connection.dialect.name), row)
 
 
 def _plan_and_role(session: Session, plan_task_id: int, unit_id: int) -> tuple[int, str]:

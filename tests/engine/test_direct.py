@@ -1,5 +1,6 @@
 """Writes sent to the driver directly (engine.direct) store what SQLAlchemy would have stored,
-fire the engine's cursor events, and fail as SQLAlchemy's own errors."""
+fire the engine's cursor events, and fail as SQLAlchemy's own errors. Deferred writes run in
+the order asked, before anything else the transaction runs, and only if it commits."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, exc, insert, select, update
+from sqlalchemy import bindparam, event, exc, insert, select, update
 
-from engine.direct import Direct, execute, execute_many
-from engine.models import HistoryEntry, Timer, TimerKind, TimerState
+from engine.direct import Direct, defer, defer_many, execute, execute_many, rows, rows_each
+from engine.errors import Conflict
+from engine.models import HistoryEntry, Instance, Timer, TimerKind, TimerState
 from engine.routing import hand_out
 
 _TIMERS = Direct(insert(Timer))
@@ -94,3 +96,80 @@ def test_cursor_events_fire_and_errors_are_sqlalchemys(seeded, engine) -> None: 
     assert any(s.startswith("INSERT INTO history") for s in seen)
     with seeded() as s:  # the session rolled back cleanly; nothing was stored
         assert s.scalars(select(HistoryEntry).where(HistoryEntry.action == "noted")).all() == []
+
+
+_LINES = Direct(
+    select(HistoryEntry.action, HistoryEntry.data)
+    .where(HistoryEntry.action.like("noted%"))
+    .order_by(HistoryEntry.id)
+)
+_ADD = Direct(insert(HistoryEntry))
+_LOCK = Direct(select(Instance.id).where(Instance.id == bindparam("id")).with_for_update())
+
+
+def _line(instance_id: int, action: str, **data: Any) -> dict[str, Any]:
+    return {
+        "instance_id": instance_id,
+        "human_task_id": None,
+        "action": action,
+        "actor_person_id": None,
+        "actor_position_id": None,
+        "actor_label": "",
+        "data": data or None,
+        "at": datetime(2026, 12, 1, tzinfo=UTC),
+    }
+
+
+def _noted(seeded) -> list[str]:  # type: ignore[no-untyped-def]
+    with seeded() as s:
+        return [r["action"] for r in rows(s.connection(), _LINES, {})]
+
+
+def test_deferred_writes_run_in_order_before_any_later_statement(seeded, clock) -> None:  # type: ignore[no-untyped-def]
+    with seeded.begin() as s:
+        (item,) = hand_out(s, "weixi-2023-15", [7], clock())
+    with seeded.begin() as s:
+        conn = s.connection()
+        defer(conn, _ADD, _line(item.id, "noted 1"))
+        defer_many(conn, _ADD, [_line(item.id, "noted 2"), _line(item.id, "noted 3", k="值")])
+        # a direct read, then an ORM query, each sees every write asked for before it
+        assert [r["action"] for r in rows(conn, _LINES, {})] == ["noted 1", "noted 2", "noted 3"]
+        defer(conn, _ADD, _line(item.id, "noted 4"))
+        orm = s.scalars(select(HistoryEntry.action).where(HistoryEntry.action.like("noted%")))
+        assert list(orm) == ["noted 1", "noted 2", "noted 3", "noted 4"]
+        defer(conn, _ADD, _line(item.id, "noted 5"))  # sent with the commit
+        locked, lines = rows_each(conn, (_LOCK, {"id": item.id}), (_LINES, {}))
+        assert locked == [{"id": item.id}] and len(lines) == 5
+        defer(conn, _ADD, _line(item.id, "noted 6"))
+    assert _noted(seeded) == [f"noted {n}" for n in range(1, 7)]
+    with seeded() as s:
+        assert rows(s.connection(), _LINES, {})[2]["data"] == {"k": "值"}
+
+
+def test_deferred_writes_are_dropped_with_a_rollback(seeded, clock) -> None:  # type: ignore[no-untyped-def]
+    with seeded.begin() as s:
+        (item,) = hand_out(s, "weixi-2023-15", [7], clock())
+    s = seeded()
+    defer(s.connection(), _ADD, _line(item.id, "noted never"))
+    s.rollback()
+    s.close()
+    with seeded.begin() as s:  # the connection, back from the pool, carries nothing over
+        defer(s.connection(), _ADD, _line(item.id, "noted once"))
+    assert _noted(seeded) == ["noted once"]
+
+
+def test_a_failed_check_or_write_rolls_everything_back(seeded, clock) -> None:  # type: ignore[no-untyped-def]
+    with seeded.begin() as s:
+        (item,) = hand_out(s, "weixi-2023-15", [7], clock())
+
+    def exactly_one(rowcount: int) -> None:
+        if rowcount != 1:
+            raise Conflict(f"{rowcount} rows")
+
+    with pytest.raises(Conflict, match="0 rows"), seeded.begin() as s:
+        defer(s.connection(), _ADD, _line(item.id, "noted a"))
+        defer(s.connection(), _DONE, {}, exactly_one)  # no such timer: checked at the commit
+    with pytest.raises(exc.IntegrityError), seeded.begin() as s:
+        defer(s.connection(), _ADD, _line(item.id, "noted b"))
+        defer(s.connection(), _ADD, _line(2**31 - 1, "noted c"))  # no such instance
+    assert _noted(seeded) == []
