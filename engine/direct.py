@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 from weakref import WeakKeyDictionary
 
+from psycopg import IsolationLevel
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, exc
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.expression import Executable, Select
 
 from .db import UNAVAILABLE_STATES
 
@@ -40,6 +41,7 @@ class _Compiled:
     construct: Callable[[dict[str, Any]], dict[str, Any]]
     # A SELECT's columns: (name, SQLAlchemy's conversion of the driver's value, or None).
     columns: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    plain_read: bool  # a SELECT that locks nothing
 
 
 class Direct:
@@ -66,8 +68,9 @@ class Direct:
             )
             if len({name for name, _ in columns}) != len(columns):
                 raise ValueError(f"label the columns of the same name: {compiled.string}")
+            plain = isinstance(self.statement, Select) and self.statement._for_update_arg is None
             found = _Compiled(
-                compiled.string, positional, processors, compiled.construct_params, columns
+                compiled.string, positional, processors, compiled.construct_params, columns, plain
             )
             self._compiled[(dialect.name, keys)] = found
         return found
@@ -209,7 +212,10 @@ def _run(
     assert raw is not None
     if _pipelines(dialect):
         waiting = _WAITING.pop(raw, None)
-        if waiting is not None or raw.info.transaction_status == _IDLE:
+        idle = waiting is None and raw.info.transaction_status == _IDLE
+        if idle and compiled.plain_read and raw.isolation_level in _STATEMENT_SNAPSHOTS:
+            return _outside_transaction(conn, raw, compiled, sent), compiled
+        if waiting is not None or idle:
             before = waiting.statements if waiting is not None else []
             return _pipeline(conn, [*before, _Sent(compiled, sent, many)])[-1], compiled
     cursor = raw.cursor()
@@ -223,6 +229,32 @@ def _run(
         _raise(conn, compiled.sql, sent, error, cursor)
     conn.dispatch.after_cursor_execute(conn, cursor, compiled.sql, sent, None, many)
     return cursor, compiled
+
+
+# Isolation levels under which every statement of a transaction takes a snapshot of its own
+# (None: the server's default, READ COMMITTED unless an administrator changed it).
+_STATEMENT_SNAPSHOTS = (None, IsolationLevel.READ_COMMITTED)
+
+
+def _outside_transaction(conn: Connection, raw: Any, compiled: _Compiled, args: Any) -> Any:
+    """A plain SELECT while no transaction is open runs on its own (autocommit): one round
+    trip instead of BEGIN + SELECT now and a COMMIT when the session ends, which for a
+    transaction that has only read is all it would send. Under READ COMMITTED each statement
+    sees its own snapshot either way, and a plain SELECT takes no lock to keep; the
+    transaction begins with the first statement that writes or locks."""
+    raw.autocommit = True
+    try:
+        cursor = raw.cursor()
+        conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, args, None, False)
+        try:
+            cursor.execute(compiled.sql, args)
+        except conn.dialect.loaded_dbapi.Error as error:
+            _raise(conn, compiled.sql, args, error, cursor)
+    finally:
+        if not raw.closed:
+            raw.autocommit = False
+    conn.dispatch.after_cursor_execute(conn, cursor, compiled.sql, args, None, False)
+    return cursor
 
 
 def _pipeline(conn: Connection, statements: list[_Sent], commit: bool = False) -> list[Any]:
