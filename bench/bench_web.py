@@ -954,23 +954,32 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(database_url: str, workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def gunicorn(
+    database_url: str, workdir: Path, workers: int, threads: int
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
+    ready = workdir / "workers-ready"
+    ready.mkdir(parents=True, exist_ok=True)
+    for stale in ready.iterdir():
+        stale.unlink()
     env = {
         **os.environ,
         "DUBAN_DATABASE_URL": database_url,
         "DUBAN_SECRET_KEY": "bench-web-" + uuid.uuid4().hex,
         "DUBAN_VAR": str(workdir),
+        "DUBAN_BENCH_READY": str(ready),
     }
     command = [
         str(Path(sys.executable).with_name("gunicorn")),
-        *("-w", "2", "--threads", "4", "-b", f"127.0.0.1:{port}"),
+        *("-c", str(ROOT / "bench" / "gunicorn_ready.py")),
+        *("-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}"),
         *("--log-level", "warning", "--error-logfile", str(workdir / "gunicorn.log")),
         "web:create_app()",
     ]
     server = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
         wait_ready(port, server)
+        wait_workers(ready, workers, server)
         yield server, port
     finally:
         server.terminate()
@@ -979,6 +988,15 @@ def gunicorn(database_url: str, workdir: Path) -> Iterator[tuple[subprocess.Pope
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def wait_workers(ready: Path, workers: int, server: subprocess.Popen[bytes]) -> None:
+    """Until every worker has loaded the app (bench/gunicorn_ready.py)."""
+    deadline = time.monotonic() + 60
+    while len(list(ready.iterdir())) < workers:
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"gunicorn: {len(list(ready.iterdir()))} of {workers} workers up")
+        time.sleep(0.1)
 
 
 def wait_ready(port: int, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -996,6 +1014,11 @@ def wait_ready(port: int, server: subprocess.Popen[bytes], timeout: float = 60) 
     raise RuntimeError("gunicorn did not come up")
 
 
+# What a client completes after each inbox poll (--per-poll): the steps of the page, or one.
+PER_POLL = {"page": PAGE, "first": 1}
+PER_POLL_TEXT = {"page": "each step on the page it got, in turn", "first": "the first step"}
+
+
 @dataclass(frozen=True)
 class Call:
     at: float  # perf_counter when sent
@@ -1007,8 +1030,8 @@ class Call:
 class ApiClient:
     """One keep-alive connection, acting in turn for each of its accounts."""
 
-    def __init__(self, port: int, tokens: list[Token], answer: Answer) -> None:
-        self.port, self.tokens, self.answer = port, tokens, answer
+    def __init__(self, port: int, tokens: list[Token], answer: Answer, per_poll: int) -> None:
+        self.port, self.tokens, self.answer, self.per_poll = port, tokens, answer, per_poll
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         self.calls: list[Call] = []
         self.conflicts: list[str] = []
@@ -1040,14 +1063,15 @@ class ApiClient:
         return json.loads(data) if response.status == 200 else None
 
     def step(self, token: Token) -> bool:
-        """One round: the account's inbox, then complete its first step. False: nothing to do."""
+        """One round: the account's inbox, then complete the steps on it (all of the page, or
+        the first, by --per-poll). False: nothing to do."""
         page = self.request("inbox", "GET", "/api/v1/inbox", token.token)
         if not page or not page["steps"]:
             return False
-        first = page["steps"][0]
-        data = self.answer(first["form"], FixedClock(utcnow()))
-        path = f"/api/v1/tasks/{first['id']}/complete"
-        self.request("complete", "POST", path, token.token, {"data": data})
+        for step in page["steps"][: self.per_poll]:
+            data = self.answer(step["form"], FixedClock(utcnow()))
+            path = f"/api/v1/tasks/{step['id']}/complete"
+            self.request("complete", "POST", path, token.token, {"data": data})
         return True
 
     def run(self, stop: threading.Event) -> None:
@@ -1098,7 +1122,8 @@ def drive_load(
     args: argparse.Namespace,
     answer: Answer,
 ) -> LoadRun:
-    clients = [ApiClient(port, hand, answer) for hand in hands]
+    per_poll = PER_POLL[args.per_poll]
+    clients = [ApiClient(port, hand, answer, per_poll) for hand in hands]
     stop = threading.Event()
     threads = [threading.Thread(target=c.run, args=(stop,), daemon=True) for c in clients]
     for thread in threads:
@@ -1143,8 +1168,9 @@ class InProcess:
 class CountingClient:
     """The API loop through the Flask test client, counting SQL statements per request."""
 
-    def __init__(self, app: Flask, engine: Engine, answer: Answer) -> None:
+    def __init__(self, app: Flask, engine: Engine, answer: Answer, per_poll: int) -> None:
         self.client, self.engine, self.answer = app.test_client(), engine, answer
+        self.per_poll = per_poll
         self.statements: dict[str, list[int]] = {"inbox": [], "complete": []}
 
     def call(self, kind: str, method: str, path: str, token: str, body: Any = None) -> Any:
@@ -1155,16 +1181,17 @@ class CountingClient:
         self.statements[kind].append(counts["statements"])
         return response.get_json() if response.status_code == 200 else None
 
-    def step(self, token: Token) -> bool:
+    def step(self, token: Token) -> int:
+        """As ApiClient.step; returns the number of completions sent."""
         page = self.call("inbox", "GET", "/api/v1/inbox", token.token)
         if not page or not page["steps"]:
-            return False
-        first = page["steps"][0]
-        data = self.answer(first["form"], FixedClock(utcnow()))
-        self.call(
-            "complete", "POST", f"/api/v1/tasks/{first['id']}/complete", token.token, {"data": data}
-        )
-        return True
+            return 0
+        steps = page["steps"][: self.per_poll]
+        for step in steps:
+            data = self.answer(step["form"], FixedClock(utcnow()))
+            path = f"/api/v1/tasks/{step['id']}/complete"
+            self.call("complete", "POST", path, token.token, {"data": data})
+        return len(steps)
 
 
 def in_process(
@@ -1175,19 +1202,20 @@ def in_process(
     answer: Answer,
 ) -> InProcess:
     n = args.profile_loops
-    client = CountingClient(web_app(factory, args.workdir), engine, answer)
+    client = CountingClient(web_app(factory, args.workdir), engine, answer, PER_POLL[args.per_poll])
     loop = cycle_steps(client, tokens)
     loop(10)  # warm-up: specs cached, templates and code paths loaded
     client.statements = {"inbox": [], "complete": []}
     wall, cpu = time.perf_counter(), time.process_time()
     done = loop(n)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    counted = {kind: list(counts) for kind, counts in client.statements.items()}
     profiler = cProfile.Profile()
     profiler.enable()
     profiled = loop(n)
     profiler.disable()
     report = profile_report(pstats.Stats(profiler), profiled)
-    return InProcess(done, wall, cpu, client.statements, report)
+    return InProcess(done, wall, cpu, counted, report)
 
 
 def cycle_steps(client: CountingClient, tokens: list[Token]) -> Callable[[int], int]:
@@ -1198,8 +1226,9 @@ def cycle_steps(client: CountingClient, tokens: list[Token]) -> Callable[[int], 
         while done < n and idle < len(tokens):
             token = tokens[state["turn"] % len(tokens)]
             state["turn"] += 1
-            if client.step(token):
-                done, idle = done + 1, 0
+            sent = client.step(token)
+            if sent:
+                done, idle = done + sent, 0
             else:
                 idle += 1
         return done
@@ -1248,13 +1277,13 @@ def profile_report(stats: pstats.Stats, completions: int, limit: int = 12) -> st
         if where is not None:
             rows.append((cum, calls, f"{where}:{line} {func_name}"))
     lines = [
-        f"{completions} loops (GET inbox + POST complete) in one process under cProfile: "
-        f"{1000 * total / max(completions, 1):.0f} ms per loop (cProfile inflates Python "
+        f"{completions} completions (with their inbox polls) in one process under cProfile: "
+        f"{1000 * total / max(completions, 1):.0f} ms per completion (cProfile inflates Python "
         "code, not waits; read the shares).",
         "",
         f"Top {limit} cumulative in engine/ and web/:",
         "",
-        "| Cumulative ms / loop | Share | Calls | Function |",
+        "| Cumulative ms / completion | Share | Calls | Function |",
         "|---:|---:|---:|---|",
     ]
     lines += [
@@ -1295,7 +1324,7 @@ def part_b(args: argparse.Namespace, answer: Answer) -> PartB:
             hands = deal(provisioned.tokens, args.clients)
             load_before = loadavg()
             url = schema_url(args.postgres, schema, app_name)
-            with gunicorn(url, args.workdir) as (server, port):
+            with gunicorn(url, args.workdir, args.workers, args.threads) as (server, port):
                 print(
                     f"  {len(hands)} clients, {args.warmup:g} s warm-up + {args.seconds:g} s",
                     file=sys.stderr,
@@ -1465,10 +1494,12 @@ def render_b(b: PartB, args: argparse.Namespace) -> list[str]:
         f"Fresh schema, seeded; both lists handed out {args.rounds}× ({p.items} items, "
         f"{p.ready:,} READY steps at the start; setup {p.seconds:.0f} s). {len(p.tokens)} "
         "bearer tokens: every unit's liaison, each office's director and staff. gunicorn "
-        f"`-w 2 --threads 4` (gthread), {run.workers} workers. {b.clients} client threads "
+        f"`-w {args.workers} --threads {args.threads}` (gthread), {run.workers} workers. "
+        f"{b.clients} client threads "
         "(http.client, keep-alive) in this process, the accounts dealt round-robin; each "
         "loops over its accounts: `GET /api/v1/inbox` → `POST /api/v1/tasks/{id}/complete` "
-        "of the first step with `tests.helpers.answer(form, clock)` at today's date. "
+        f"of {PER_POLL_TEXT[args.per_poll]} with `tests.helpers.answer(form, clock)` at "
+        "today's date. "
         f"{args.warmup:g} s warm-up, then {run.window:.1f} s measured. Load average before: "
         f"{b.load_before}.",
         "",
@@ -1508,9 +1539,10 @@ def render_b(b: PartB, args: argparse.Namespace) -> list[str]:
         "### Where the time goes: the same loop in one process",
         "",
         f"Flask test client, one thread, no gunicorn, same schema afterwards: {local.completions} "
-        f"loops in {local.wall:.1f} s = {local.completions / max(local.wall, 1e-9):.1f} "
-        f"completions/s, {cpu_ms(local.cpu, local.completions)} ms CPU of this process per "
-        "loop (PostgreSQL's CPU not included). SQL statements per request: GET inbox "
+        f"completions and {len(inbox_sql)} inbox polls in {local.wall:.1f} s = "
+        f"{local.completions / max(local.wall, 1e-9):.1f} completions/s, "
+        f"{cpu_ms(local.cpu, local.completions)} ms CPU of this process per completion, its "
+        "polls included (PostgreSQL's CPU not included). SQL statements per request: GET inbox "
         f"median {statistics.median(inbox_sql or [0]):.0f} (max {max(inbox_sql or [0])}), "
         f"POST complete median {statistics.median(complete_sql or [0]):.0f} "
         f"(max {max(complete_sql or [0])}).",
@@ -1610,6 +1642,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--budget", type=float, default=60.0, help="seconds at most per timed series (part A)"
     )
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn -w (part B)")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn --threads (part B)")
+    parser.add_argument(
+        "--per-poll",
+        choices=sorted(PER_POLL),
+        default="page",
+        help="what a client completes after each inbox poll: every step on the page it got "
+        "(default, as a liaison works down the list), or only the first (before 2026-11-26)",
+    )
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument(
