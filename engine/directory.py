@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from .direct import Direct, rows
 from .errors import ImportErrors, NotFound
 from .models import (
     AssistanceSetting,
@@ -303,9 +304,9 @@ def load_directory(session: Session, path: Path, now: datetime) -> dict[str, int
 
     counts["indicators"] = 0
     for code in {i["jurisdiction"] for i in doc.get("indicators", [])}:
-        rows = [i for i in doc["indicators"] if i["jurisdiction"] == code]
+        wanted = [i for i in doc["indicators"] if i["jurisdiction"] == code]
         counts["indicators"] += load_indicators(
-            session, by_code[code], rows, lambda name, c=code: find_unit(session, name, c)
+            session, by_code[code], wanted, lambda name, c=code: find_unit(session, name, c)
         )
     session.flush()
     return counts
@@ -336,7 +337,7 @@ def holders(session: Session, position_id: int) -> list[Person]:
 
 
 # Built once: checked on every completion.
-_HOLDS = (
+_HOLDS = Direct(  # checked in every step (engine.runtime.may_act): sent to the driver directly
     select(Holding.id)
     .where(
         Holding.person_id == bindparam("person_id"),
@@ -349,10 +350,8 @@ _HOLDS = (
 
 def holds(session: Session, person_id: int, position_id: int) -> bool:
     session.flush()  # a holding just made through the ORM counts
-    found = session.connection().scalar(
-        _HOLDS, {"person_id": person_id, "position_id": position_id}
-    )
-    return found is not None
+    found = rows(session.connection(), _HOLDS, {"person_id": person_id, "position_id": position_id})
+    return bool(found)
 
 
 def positions_of(session: Session, person_id: int) -> list[Position]:

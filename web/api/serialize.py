@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, aliased, joinedload
 
 from engine.access import urgency
 from engine.clock import LOCAL_TZ, as_utc
+from engine.direct import Direct, rows
 from engine.forms import Field, Form
 from engine.items import Item
 from engine.models import (
@@ -69,13 +70,22 @@ def position_ref(position: Position) -> dict[str, Any]:
 
 _ROOT = aliased(Instance)
 # Built once: an inbox poll and every completion run it.
-_ITEM_REFS = (
-    select(Instance.id, _ROOT.id, _ROOT.business_key, Plan.key, PlanTask.number, PlanTask.text)
+_REFS = (
+    select(
+        Instance.id.label("instance_id"),
+        _ROOT.id.label("root_id"),
+        _ROOT.business_key,
+        Plan.key.label("plan_key"),
+        PlanTask.number,
+        PlanTask.text,
+    )
     .join(_ROOT, _ROOT.id == Instance.root_id)
     .outerjoin(PlanTask, PlanTask.id == _ROOT.plan_task_id)
     .outerjoin(Plan, Plan.id == PlanTask.plan_id)
-    .where(Instance.id.in_(bindparam("ids", expanding=True)))
 )
+_ITEM_REFS = _REFS.where(Instance.id.in_(bindparam("ids", expanding=True)))
+# One step's item (a step page, a completion's answer): prebuilt for the driver (engine.direct).
+_ITEM_REF = Direct(_REFS.where(Instance.id == bindparam("id")))
 
 
 def item_refs(session: Session, instance_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
@@ -83,10 +93,15 @@ def item_refs(session: Session, instance_ids: Iterable[int]) -> dict[int, dict[s
     ids = list(set(instance_ids))
     if not ids:
         return {}
-    rows = session.connection().execute(_ITEM_REFS, {"ids": ids})
+    if len(ids) == 1:
+        found = rows(session.connection(), _ITEM_REF, {"id": ids[0]})
+    else:
+        found = [dict(r) for r in session.connection().execute(_ITEM_REFS, {"ids": ids}).mappings()]
     return {
-        instance_id: item_ref(root_id, key, plan_key, number, text)
-        for instance_id, root_id, key, plan_key, number, text in rows
+        r["instance_id"]: item_ref(
+            r["root_id"], r["business_key"], r["plan_key"], r["number"], r["text"]
+        )
+        for r in found
     }
 
 
