@@ -337,7 +337,7 @@ def holders(session: Session, position_id: int) -> list[Person]:
 
 
 # Built once: checked on every completion.
-_HOLDS = Direct(  # checked in every step (engine.runtime.may_act): sent to the driver directly
+HOLDS = Direct(  # checked in every step (engine.runtime.may_act): sent to the driver directly
     select(Holding.id)
     .where(
         Holding.person_id == bindparam("person_id"),
@@ -350,7 +350,7 @@ _HOLDS = Direct(  # checked in every step (engine.runtime.may_act): sent to the 
 
 def holds(session: Session, person_id: int, position_id: int) -> bool:
     session.flush()  # a holding just made through the ORM counts
-    found = rows(session.connection(), _HOLDS, {"person_id": person_id, "position_id": position_id})
+    found = rows(session.connection(), HOLDS, {"person_id": person_id, "position_id": position_id})
     return bool(found)
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .clock import end_of_local_day, local_today
 from .direct import Direct, defer, defer_many, execute, rows, rows_each
-from .directory import holds
+from .directory import HOLDS, holds
 from .errors import Conflict, DubanError, NotFound, PermissionDenied
 from .forms import FORMS, validate
 from .models import (
@@ -936,7 +936,9 @@ def _rules(session: Session, instance: Instance) -> Callable[[], Rules]:
     return lambda: rules_for(session, jurisdiction_id, process_id)
 
 
-def may_act(session: Session, actor: Actor, task: HumanTask) -> bool:
+def may_act(session: Session, actor: Actor, task: HumanTask, held: bool | None = None) -> bool:
+    """Whether the actor may complete the step. `held`: whether the actor's person holds the
+    actor's position, if the caller has read it already (else it is read here)."""
     if task.account_id is not None:  # an applicant's own step: theirs alone
         return actor.account_id == task.account_id
     if actor.position_id is None or task.position is None:
@@ -948,7 +950,10 @@ def may_act(session: Session, actor: Actor, task: HumanTask) -> bool:
     )
     if position is None or position.unit_id != task.unit_id:
         return False
-    if actor.person_id is not None and not holds(session, actor.person_id, position.id):
+    # Either way position.id is actor.position_id: has the person that seat?
+    if actor.person_id is not None and not (
+        held if held is not None else holds(session, actor.person_id, position.id)
+    ):
         return False
     if position.id == task.position_id:
         return True
@@ -1024,25 +1029,28 @@ def _as_loaded(session: Session, cls: type[Any], row: Any) -> Any:
     return obj
 
 
-def _lock(session: Session, task_id: int) -> tuple[Instance, HumanTask]:
+def _lock(session: Session, task_id: int, actor: Actor) -> tuple[Instance, HumanTask, bool]:
     """Lock the step's instance (found through the step in the same statement), then read the
-    step as it is now that whoever held the lock before us has committed."""
+    step as it is now that whoever held the lock before us has committed, and whether the
+    actor (a person) holds the position they act in; one round trip on PostgreSQL."""
     session.flush()  # what the caller changed through the ORM is written before we read
     step = {"step_id": task_id}
-    # One round trip on PostgreSQL: the step is read after the lock was granted.
-    found, steps = rows_each(_conn(session), (_LOCK_STEP_INSTANCE, step), (_READ_STEP, step))
+    reads = [(_LOCK_STEP_INSTANCE, step), (_READ_STEP, step)]
+    if actor.person_id is not None and actor.position_id is not None:
+        reads.append((HOLDS, {"person_id": actor.person_id, "position_id": actor.position_id}))
+    found, steps, *held = rows_each(_conn(session), *reads)
     if not found or not steps:
         raise NotFound(f"no step {task_id}")
     instance: Instance = _as_loaded(session, Instance, found[0])
-    return instance, _step_with_seat(session, steps[0])
+    return instance, _step_with_seat(session, steps[0]), bool(held and held[0])
 
 
 def complete_task(
     session: Session, task_id: int, actor: Actor, data: dict[str, Any], now: datetime
 ) -> HumanTask:
     """Complete one human step with the submitted form data and move the instance on."""
-    instance, task = _lock(session, task_id)
-    if not may_act(session, actor, task):
+    instance, task, held = _lock(session, task_id, actor)
+    if not may_act(session, actor, task, held):
         raise PermissionDenied(
             f"step {task.id} belongs to {owner(session, task)}; you may not act on it"
         )
@@ -1104,8 +1112,8 @@ def owner(session: Session, task: HumanTask) -> str:
 
 def claim_task(session: Session, task_id: int, actor: Actor, now: datetime) -> HumanTask:
     """Record that a holder of the position has taken the step up (it stays the position's)."""
-    instance, task = _lock(session, task_id)
-    if actor.person_id is None or not may_act(session, actor, task):
+    instance, task, held = _lock(session, task_id, actor)
+    if actor.person_id is None or not may_act(session, actor, task, held):
         raise PermissionDenied(f"step {task.id} cannot be claimed by this position")
     if task.state != TaskState.READY:
         raise Conflict(f"step {task.id} ({task.name}) is already {task.state.value}")
