@@ -19,7 +19,7 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState as SpiffState
-from sqlalchemy import Connection, Table, bindparam, event, insert, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, event, func, insert, or_, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -60,7 +60,9 @@ _POSITION = cast(Table, Position.__table__)
 # The writes go to the driver directly (engine.direct).
 _ADD_HISTORY = Direct(insert(_HISTORY))
 _ADD_STEP = Direct(insert(_HUMAN).returning(_HUMAN.c.id))
+_ADD_STEP_WITH_ID = Direct(insert(_HUMAN))
 _ADD_INSTANCE = Direct(insert(_INSTANCE).returning(_INSTANCE.c.id))
+_ADD_INSTANCE_WITH_ID = Direct(insert(_INSTANCE))
 _ADD_TIMERS = Direct(insert(_TIMER))
 _FINISH_STEP = Direct(update(_HUMAN).where(_HUMAN.c.id == bindparam("step_id")))
 _SAVE_INSTANCE = Direct(
@@ -274,6 +276,7 @@ def _forget_transaction_cache(session: Session, transaction: Any) -> None:
         session.info.pop("duban.rules", None)
         session.info.pop("duban.items", None)
         session.info.pop(_BUDGET, None)
+        session.info.pop(_STEP_ID_POOL, None)
         session.info.pop(_SAVED, None)  # a rolled-back step's workflows are not kept
 
 
@@ -439,7 +442,12 @@ def _human_task(
         "due_at": _due_at(_property(workflow, task, "due")),
         "created_at": now,
     }
-    row = HumanTask(id=execute(_conn(session), _ADD_STEP, values).fetchone()[0], **values)
+    pool: list[int] = session.info.get(_STEP_ID_POOL, [])
+    if pool:  # an id taken beforehand (_new_instance_ids): the row goes with the next round trip
+        row = HumanTask(id=pool.pop(0), **values)  # in the order the steps are made
+        defer(_conn(session), _ADD_STEP_WITH_ID, {"id": row.id, **values})
+    else:
+        row = HumanTask(id=execute(_conn(session), _ADD_STEP, values).fetchone()[0], **values)
     _attach(session, row)
     return row
 
@@ -501,14 +509,41 @@ def _sync_children(
     new = new[:budget]
     if _BUDGET in session.info:
         session.info[_BUDGET] = budget - len(new)
-    for spiff_id, task in new:
-        child = _spawn(session, instance, workflow, task, str(_detached_process(task)), now)
+    ids = _new_instance_ids(session, len(new))
+    for (spiff_id, task), child_id in zip(new, ids, strict=True):
+        process_id = str(_detached_process(task))
+        child = _spawn(session, instance, workflow, task, process_id, now, child_id)
         children[spiff_id] = (child.id, child.status)
     return [
         task
         for spiff_id, task in detached.items()
         if spiff_id in children and children[spiff_id][1] == InstanceStatus.COMPLETED
     ]
+
+
+# Ids for a step's new branches, and for one human step each, at once on PostgreSQL: their
+# INSERTs can then wait for the next round trip like any other write (engine.direct.defer)
+# instead of costing one each to learn the new id. Elsewhere (SQLite, in-process) each INSERT
+# returns it. A step id left unused is a gap in the sequence, as a rolled-back INSERT leaves.
+def _ids_of(table: str) -> Direct:
+    return Direct(
+        select(func.nextval(func.pg_get_serial_sequence(table, "id")).label("id")).select_from(
+            func.generate_series(1, bindparam("n"))
+        )
+    )
+
+
+_INSTANCE_IDS, _STEP_IDS = _ids_of("instance"), _ids_of("human_task")
+_STEP_ID_POOL = "duban.step_ids"
+
+
+def _new_instance_ids(session: Session, n: int) -> list[int | None]:
+    conn = _conn(session)
+    if n < 2 or conn.dialect.name != "postgresql":
+        return [None] * n
+    found, steps = rows_each(conn, (_INSTANCE_IDS, {"n": n}), (_STEP_IDS, {"n": n}))
+    session.info.setdefault(_STEP_ID_POOL, []).extend(row["id"] for row in steps)
+    return [row["id"] for row in found]
 
 
 # An element fanning out to more branches than this (129 counties, say) starts none of them in
@@ -578,6 +613,7 @@ def _spawn(
     task: Task,
     process_id: str,
     now: datetime,
+    instance_id: int | None = None,
 ) -> Instance:
     inputs = _property(workflow, task, "inputs")
     if not isinstance(inputs, dict):
@@ -592,6 +628,7 @@ def _spawn(
         plan_task_id=parent.plan_task_id,
         parent=parent,
         parent_task=task,
+        instance_id=instance_id,
     )
 
 
@@ -760,10 +797,12 @@ def start_instance(
     parent: Instance | None = None,
     parent_task: Task | None = None,
     jurisdiction_id: int | None = None,
+    instance_id: int | None = None,
 ) -> Instance:
     """Start the latest version of `process_id` with `data` as its start data (as a child of
     `parent` when it runs one branch of it). `jurisdiction_id` says whose escalation rules
-    apply; a child inherits its parent's."""
+    apply; a child inherits its parent's. `instance_id`: an id already taken from the
+    instance sequence (PostgreSQL) for it."""
     versions = _transaction_cache(session, "versions")
     if process_id not in versions:
         found = execute(_conn(session), _LATEST_VERSION, {"process_id": process_id}).fetchone()
@@ -796,6 +835,7 @@ def start_instance(
             parent,
             parent_task,
             jurisdiction_id,
+            instance_id,
         )
 
 
@@ -811,6 +851,7 @@ def _start(
     parent: Instance | None,
     parent_task: Task | None,
     jurisdiction_id: int | None,
+    instance_id: int | None,
 ) -> Instance:
     workflow = new_workflow(_specs(session, version.id))
     workflow.get_tasks(state=SpiffState.READY)[0].set_data(**data)
@@ -834,7 +875,10 @@ def _start(
         "parent_task_id": str(parent_task.id) if parent_task else None,
         "parent_element_id": parent_task.task_spec.bpmn_id if parent_task else None,
     }
-    instance_id = execute(_conn(session), _ADD_INSTANCE, values).fetchone()[0]
+    if instance_id is None:
+        instance_id = execute(_conn(session), _ADD_INSTANCE, values).fetchone()[0]
+    else:  # its id taken beforehand: the row goes with the next round trip
+        defer(_conn(session), _ADD_INSTANCE_WITH_ID, {"id": instance_id, **values})
     instance = Instance(id=instance_id, **values)
     _attach(session, instance)
     if parent is None:
