@@ -1025,6 +1025,7 @@ class Call:
     kind: str  # inbox | complete
     status: int  # 0: connection error
     seconds: float
+    form: str = ""  # a completion's form (acknowledge, plan, review ...)
 
 
 class ApiClient:
@@ -1041,7 +1042,9 @@ class ApiClient:
         self.errors: list[str] = []
         self.idle = 0
 
-    def request(self, kind: str, method: str, path: str, token: str, body: Any = None) -> Any:
+    def request(
+        self, kind: str, method: str, path: str, token: str, body: Any = None, form: str = ""
+    ) -> Any:
         headers = {"Authorization": f"Bearer {token}"}
         payload = None
         if body is not None:
@@ -1053,12 +1056,12 @@ class ApiClient:
             response = self.conn.getresponse()
             data = response.read()
         except (OSError, http.client.HTTPException) as exc:
-            self.calls.append(Call(t0, kind, 0, time.perf_counter() - t0))
+            self.calls.append(Call(t0, kind, 0, time.perf_counter() - t0, form))
             self.errors.append(f"{method} {path}: {exc!r}")
             self.conn.close()
             self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
             return None
-        self.calls.append(Call(t0, kind, response.status, time.perf_counter() - t0))
+        self.calls.append(Call(t0, kind, response.status, time.perf_counter() - t0, form))
         if response.status == 409:
             self.conflicts.append(data.decode(errors="replace")[:200])
         elif response.status >= 400:
@@ -1074,7 +1077,7 @@ class ApiClient:
         for step in page["steps"][: self.per_poll]:
             data = self.answer(step["form"], FixedClock(utcnow()))
             path = f"/api/v1/tasks/{step['id']}/complete"
-            self.request("complete", "POST", path, token.token, {"data": data})
+            self.request("complete", "POST", path, token.token, {"data": data}, step["form"])
         return True
 
     def run(self, stop: threading.Event) -> None:
@@ -1114,6 +1117,8 @@ class LoadRun:
     after: CpuSnapshot
     workers: int
     log: str
+    connections: dict[int, int]  # worker pid -> client connections it held after the warm-up
+    worker_cpu: dict[int, float]  # worker pid -> CPU seconds over the window
 
     def of(self, kind: str, ok: bool | None = None) -> list[Call]:
         return [c for c in self.calls if c.kind == kind and (ok is None or (c.status == 200) == ok)]
@@ -1135,11 +1140,17 @@ def drive_load(
     clients = [ApiClient(port, hand, answer, per_poll, args.idle_backoff) for hand in hands]
     stop = threading.Event()
     threads = [threading.Thread(target=c.run, args=(stop,), daemon=True) for c in clients]
+    # Clients arrive one by one, as users do: connecting all at once let the first worker to
+    # wake drain the whole accept backlog (14 of 16 connections on one worker, one core idle;
+    # seen with ss on 2026-11-26). The stagger falls inside the warm-up.
+    stagger = min(0.05, args.warmup / max(len(threads), 1) / 2)
     for thread in threads:
         thread.start()
-    time.sleep(args.warmup)
+        time.sleep(stagger)
+    time.sleep(max(args.warmup - stagger * len(threads), 0))
     server_pids = [server.pid, *children(server.pid)]
     backends = backend_pids(engine, app_name)
+    spread = connections_per_process(port, server_pids[1:])
     before = snapshot(server_pids, backends)
     start = time.perf_counter()
     time.sleep(args.seconds)
@@ -1159,7 +1170,32 @@ def drive_load(
         after,
         len(server_pids) - 1,
         "",
+        spread,
+        {p: after.server[p] - before.server[p] for p in server_pids[1:] if p in after.server},
     )
+
+
+def connections_per_process(port: int, pids: list[int]) -> dict[int, int]:
+    """Established connections to `port` held by each of `pids` (from /proc/net/tcp{,6} and
+    each process's open sockets)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] == "01":  # ESTABLISHED
+                    inodes.add(fields[9])
+    held = {}
+    for pid in pids:
+        count = 0
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    count += target.startswith("socket:[") and target[8:-1] in inodes
+        held[pid] = count
+    return held
 
 
 # --- part B: one process, counted and profiled -------------------------------------------------
@@ -1470,6 +1506,20 @@ def cpu_ms(seconds: float, completions: int) -> str:
     return f"{1000 * seconds / max(completions, 1):.1f}"
 
 
+def spread_text(run: LoadRun) -> str:
+    return ", ".join(
+        f"{run.connections.get(pid, 0)} ({100 * cpu / run.window:.0f} % of a core)"
+        for pid, cpu in sorted(run.worker_cpu.items())
+    )
+
+
+def by_form(calls: list[Call]) -> dict[str, list[Call]]:
+    found: dict[str, list[Call]] = {}
+    for call in calls:
+        found.setdefault(call.form, []).append(call)
+    return found
+
+
 def latency_row(label: str, calls: list[Call]) -> str:
     values = [c.seconds for c in calls]
     if not values:
@@ -1503,7 +1553,8 @@ def render_b(b: PartB, args: argparse.Namespace) -> list[str]:
         f"Fresh schema, seeded; both lists handed out {args.rounds}× ({p.items} items, "
         f"{p.ready:,} READY steps at the start; setup {p.seconds:.0f} s). {len(p.tokens)} "
         "bearer tokens: every unit's liaison, each office's director and staff. gunicorn "
-        f"`-w {args.workers} --threads {args.threads}` (gthread), {run.workers} workers. "
+        f"`-w {args.workers} --threads {args.threads}` (gthread), {run.workers} workers "
+        f"(client connections held after the warm-up: {spread_text(run)}). "
         f"{b.clients} client threads "
         "(http.client, keep-alive) in this process, the accounts dealt round-robin; each "
         "loops over its accounts: `GET /api/v1/inbox` → `POST /api/v1/tasks/{id}/complete` "
@@ -1526,6 +1577,10 @@ def render_b(b: PartB, args: argparse.Namespace) -> list[str]:
         latency_row("GET /api/v1/inbox (200)", run.of("inbox", ok=True)),
         latency_row("POST …/complete (200)", run.of("complete", ok=True)),
         latency_row("POST …/complete (409)", conflicts),
+        *[
+            latency_row(f"… of which `{form}` (200)", calls)
+            for form, calls in sorted(by_form(run.of("complete", ok=True)).items())
+        ],
         "",
         "| CPU over the measured window | Seconds | ms per completion | Share of 2 cores |",
         "|---|---:|---:|---:|",
@@ -1621,6 +1676,7 @@ def figures_b(b: PartB | None) -> dict[str, Any] | None:
     return {
         "clients": b.clients,
         "workers": run.workers,
+        "connections_per_worker": list(run.connections.values()),
         "window_s": run.window,
         "completions": len(done),
         "completions_per_s": len(done) / run.window,

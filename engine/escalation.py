@@ -194,16 +194,24 @@ def remind(session: Session, task: HumanTask, actor: Actor, note: str, now: date
 
 def _new_step(session: Session, instance: Instance, task: HumanTask, now: datetime) -> None:
     event = "minutes_to_review" if task.form == "minutes_review" else "task_assigned"
-    people = recipients(session, task, "assigned")
-    if not people:  # a vacant seat: its work waits in the inbox for whoever takes it
+    link = f"/tasks/{task.id}"
+    if task.position_id is None:  # an applicant's own step
+        people = recipients(session, task, "assigned")
+        if people:
+            notify(session, people, event, _context(session, task), link, now)
         return
+    # Whoever holds the seat as the step commits (a vacant seat: its work waits in the inbox
+    # for whoever takes it); the seat's holders and the unit are read with the transaction's
+    # other notices (engine.notify).
     notify(
         session,
-        people,
+        [],
         event,
-        _context(session, task),
-        f"/tasks/{task.id}",
+        lambda: _context(session, task),
+        link,
         now,
+        seat=task.position_id,
+        unit_id=task.unit_id,
     )
 
 
