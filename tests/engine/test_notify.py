@@ -35,7 +35,7 @@ def _notices(seeded) -> list[tuple[int, str, str]]:  # type: ignore[no-untyped-d
 
 def test_notices_are_written_at_commit_in_order_to_the_seat_holder_then(seeded, clock) -> None:  # type: ignore[no-untyped-def]
     with seeded.begin() as s:
-        seat, (first, second) = _seat(s, clock, "甲", "乙")
+        seat, (_first, second) = _seat(s, clock, "甲", "乙")
     with seeded.begin() as s:
         notify(s, [], "task_assigned", lambda: {"step": "签收"}, "/a", clock(), seat=seat.id)
         notify(s, [second.id], "urged", {"note": "请尽快"}, "/b", clock())
