@@ -443,7 +443,7 @@ def _human_task(
         "created_at": now,
     }
     pool: list[int] = session.info.get(_STEP_ID_POOL, [])
-    if pool:  # an id taken beforehand (_new_instance_ids): the row goes with the next round trip
+    if pool:  # an id taken beforehand (_branch_ids): the row goes with the next round trip
         row = HumanTask(id=pool.pop(0), **values)  # in the order the steps are made
         defer(_conn(session), _ADD_STEP_WITH_ID, {"id": row.id, **values})
     else:
@@ -509,7 +509,7 @@ def _sync_children(
     new = new[:budget]
     if _BUDGET in session.info:
         session.info[_BUDGET] = budget - len(new)
-    ids = _new_instance_ids(session, len(new))
+    ids = _branch_ids(session, len(new))
     for (spiff_id, task), child_id in zip(new, ids, strict=True):
         process_id = str(_detached_process(task))
         child = _spawn(session, instance, workflow, task, process_id, now, child_id)
@@ -537,7 +537,9 @@ _INSTANCE_IDS, _STEP_IDS = _ids_of("instance"), _ids_of("human_task")
 _STEP_ID_POOL = "duban.step_ids"
 
 
-def _new_instance_ids(session: Session, n: int) -> list[int | None]:
+def _branch_ids(session: Session, n: int) -> list[int | None]:
+    """Instance ids for `n` new branches (None: let each INSERT return its own), and as many
+    step ids into the transaction's pool, which `_human_task` takes from first."""
     conn = _conn(session)
     if n < 2 or conn.dialect.name != "postgresql":
         return [None] * n
