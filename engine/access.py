@@ -9,7 +9,7 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Select, and_, bindparam, false, func, or_, select
 from sqlalchemy.orm import Session, aliased, defer, joinedload
@@ -273,6 +273,27 @@ def inbox(
 
 
 _ROOT = aliased(Instance)
+_Selected = TypeVar("_Selected", bound=Select)  # type: ignore[type-arg]  # any row shape
+# The item an instance belongs to: its top-level instance and that one's entry in its list.
+ITEM_COLUMNS = (
+    _ROOT.id.label("root_id"),
+    _ROOT.business_key,
+    Plan.key.label("plan_key"),
+    PlanTask.number,
+    PlanTask.text,
+)
+
+
+def join_item(query: _Selected) -> _Selected:
+    """`query` (with `instance` among its tables) joined to what ITEM_COLUMNS reads."""
+    joined: _Selected = (
+        query.join(_ROOT, _ROOT.id == Instance.root_id)
+        .outerjoin(PlanTask, PlanTask.id == _ROOT.plan_task_id)
+        .outerjoin(Plan, Plan.id == PlanTask.plan_id)
+    )
+    return joined
+
+
 # An inbox row as plain columns: the step, its unit and position, the item it belongs to.
 STEP_ROW = (
     HumanTask.id,
@@ -289,27 +310,20 @@ STEP_ROW = (
     Position.id.label("position_id"),
     Position.kind.label("position_kind"),
     Position.title.label("position_title"),
-    _ROOT.id.label("root_id"),
-    _ROOT.business_key,
-    Plan.key.label("plan_key"),
-    PlanTask.number,
-    PlanTask.text,
+    *ITEM_COLUMNS,
 )
 
 
 def _step_rows(query: Select[Any]) -> Select[Any]:
     """`query` (over human_task) selecting STEP_ROW, most urgent first."""
-    selected: Any = (
+    steps = (
         query.with_only_columns(*STEP_ROW, maintain_column_froms=False)
         .select_from(HumanTask)
         .join(Unit, Unit.id == HumanTask.unit_id)
         .join(Position, Position.id == HumanTask.position_id)
         .join(Instance, Instance.id == HumanTask.instance_id)
-        .join(_ROOT, _ROOT.id == Instance.root_id)
-        .outerjoin(PlanTask, PlanTask.id == _ROOT.plan_task_id)
-        .outerjoin(Plan, Plan.id == PlanTask.plan_id)
-        .order_by(*_URGENT_FIRST)
     )
+    selected: Any = join_item(steps).order_by(*_URGENT_FIRST)
     return selected
 
 

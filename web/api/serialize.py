@@ -11,9 +11,9 @@ from typing import Any
 from flask import request, url_for
 from flask_babel import force_locale
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, aliased, joinedload
+from sqlalchemy.orm import Session, joinedload
 
-from engine.access import urgency
+from engine.access import ITEM_COLUMNS, join_item, urgency
 from engine.clock import LOCAL_TZ, as_utc
 from engine.direct import Direct, rows
 from engine.forms import Field, Form
@@ -68,21 +68,8 @@ def position_ref(position: Position) -> dict[str, Any]:
     }
 
 
-_ROOT = aliased(Instance)
 # Built once: an inbox poll and every completion run it.
-_REFS = (
-    select(
-        Instance.id.label("instance_id"),
-        _ROOT.id.label("root_id"),
-        _ROOT.business_key,
-        Plan.key.label("plan_key"),
-        PlanTask.number,
-        PlanTask.text,
-    )
-    .join(_ROOT, _ROOT.id == Instance.root_id)
-    .outerjoin(PlanTask, PlanTask.id == _ROOT.plan_task_id)
-    .outerjoin(Plan, Plan.id == PlanTask.plan_id)
-)
+_REFS = join_item(select(Instance.id.label("instance_id"), *ITEM_COLUMNS))
 _ITEM_REFS = _REFS.where(Instance.id.in_(bindparam("ids", expanding=True)))
 # One step's item (a step page, a completion's answer): prebuilt for the driver (engine.direct).
 _ITEM_REF = Direct(_REFS.where(Instance.id == bindparam("id")))
