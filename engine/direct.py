@@ -218,17 +218,22 @@ def _run(
         if waiting is not None or idle:
             before = waiting.statements if waiting is not None else []
             return _pipeline(conn, [*before, _Sent(compiled, sent, many)])[-1], compiled
+    return _on_cursor(conn, raw, compiled, sent, many), compiled
+
+
+def _on_cursor(conn: Connection, raw: Any, compiled: _Compiled, args: Any, many: bool) -> Any:
+    """Run one statement on a new cursor of `raw`, the engine's cursor events around it."""
     cursor = raw.cursor()
-    conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, sent, None, many)
+    conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, args, None, many)
     try:
         if many:
-            cursor.executemany(compiled.sql, sent)
+            cursor.executemany(compiled.sql, args)
         else:
-            cursor.execute(compiled.sql, sent)
-    except dialect.loaded_dbapi.Error as error:
-        _raise(conn, compiled.sql, sent, error, cursor)
-    conn.dispatch.after_cursor_execute(conn, cursor, compiled.sql, sent, None, many)
-    return cursor, compiled
+            cursor.execute(compiled.sql, args)
+    except conn.dialect.loaded_dbapi.Error as error:
+        _raise(conn, compiled.sql, args, error, cursor)
+    conn.dispatch.after_cursor_execute(conn, cursor, compiled.sql, args, None, many)
+    return cursor
 
 
 # Isolation levels under which every statement of a transaction takes a snapshot of its own
@@ -244,17 +249,10 @@ def _outside_transaction(conn: Connection, raw: Any, compiled: _Compiled, args: 
     transaction begins with the first statement that writes or locks."""
     raw.autocommit = True
     try:
-        cursor = raw.cursor()
-        conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, args, None, False)
-        try:
-            cursor.execute(compiled.sql, args)
-        except conn.dialect.loaded_dbapi.Error as error:
-            _raise(conn, compiled.sql, args, error, cursor)
+        return _on_cursor(conn, raw, compiled, args, many=False)
     finally:
         if not raw.closed:
             raw.autocommit = False
-    conn.dispatch.after_cursor_execute(conn, cursor, compiled.sql, args, None, False)
-    return cursor
 
 
 def _pipeline(conn: Connection, statements: list[_Sent], commit: bool = False) -> list[Any]:
