@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import Session
 
-from .direct import Direct, execute
 from .models import (
     ChannelPreference,
     Holding,
@@ -46,26 +45,13 @@ EVENTS = (
 CHANNELS = ("email", "webhook")
 
 
-# Built once: every new step asks who holds its position (engine.escalation tells them).
-_HOLDERS = select(Holding.person_id).where(
-    Holding.position_id.in_(bindparam("ids", expanding=True)), Holding.ended_at.is_(None)
-)
-_HOLDERS_OF_ONE = Direct(
-    select(Holding.person_id).where(
-        Holding.position_id == bindparam("id"), Holding.ended_at.is_(None)
-    )
-)
-
-
 def holders_of(session: Session, position_ids: Iterable[int]) -> list[int]:
     """Who holds these positions now (the people a position's step is meant for)."""
     ids = list(dict.fromkeys(position_ids))
-    if len(ids) != 1:  # a meeting's members, say
-        return list(session.scalars(_HOLDERS, {"ids": ids})) if ids else []
-    session.flush()  # a seat just taken through the ORM counts
-    # Every new step asks this for its one position: straight to the driver (engine.direct).
-    rows = execute(session.connection(), _HOLDERS_OF_ONE, {"id": ids[0]}).fetchall()
-    return [person_id for (person_id,) in rows]
+    if not ids:
+        return []
+    found = session.execute(_SEAT_HOLDERS, {"ids": ids})
+    return list(dict.fromkeys(person_id for _position_id, person_id in found))
 
 
 def seat(session: Session, unit_id: int | None, kind: PositionKind) -> int | None:
