@@ -74,11 +74,6 @@ _SAVE_INSTANCE = Direct(
     .values(revision=_INSTANCE.c.revision + 1)
 )
 # Reads whose rows need no conversion (ids, a status compared as text) go direct as well.
-_FIND_POSITION = Direct(
-    select(_POSITION.c.id).where(
-        _POSITION.c.unit_id == bindparam("unit_id"), _POSITION.c.kind == bindparam("kind")
-    )
-)
 _ITEM_POSITIONS = Direct(  # one unit's position of a kind, and those of the item's other units
     select(_POSITION.c.unit_id, _POSITION.c.id).where(
         _POSITION.c.kind == bindparam("kind"),
@@ -306,17 +301,14 @@ def _position_id(
     set instead of 13 (a round trip each on PostgreSQL)."""
     cache = _transaction_cache(session, "positions")
     if (unit_id, kind) not in cache:
-        if plan_task_id is None:
-            found = rows(_conn(session), _FIND_POSITION, {"unit_id": unit_id, "kind": kind})
-        else:
-            found = rows(
-                _conn(session),
-                _ITEM_POSITIONS,
-                {"unit_id": unit_id, "kind": kind, "item": plan_task_id},
-            )
-            for row in found:
-                cache[(row["unit_id"], kind)] = row["id"]
-            found = [row for row in found if row["unit_id"] == unit_id]
+        found = rows(  # no item (plan_task_id None): the unit's own position only
+            _conn(session),
+            _ITEM_POSITIONS,
+            {"unit_id": unit_id, "kind": kind, "item": plan_task_id},
+        )
+        for row in found:
+            cache[(row["unit_id"], kind)] = row["id"]
+        found = [row for row in found if row["unit_id"] == unit_id]
         if not found:
             raise ProcessError(
                 f"element '{task.task_spec.bpmn_id}': unit {unit_id} has no position '{kind}'"
