@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 _IN_TRANSACTION = TransactionStatus.INTRANS
+_IDLE = TransactionStatus.IDLE
+# Statements after which psycopg drops every prepared statement of the connection.
+_DROPS_PREPARED = ("DROP", "ALTER", "DISCARD", "DEALLOCATE", "ROLLBACK")
 DEFAULT_URL = "sqlite:///var/duban.sqlite3"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -61,6 +64,7 @@ def _postgresql_setup(engine: Engine) -> None:
 
     _keep_prepared_statements(engine)
     _send_deferred_writes(engine)
+    _begin_ourselves(engine)
 
 
 def _send_deferred_writes(engine: Engine) -> None:
@@ -71,6 +75,44 @@ def _send_deferred_writes(engine: Engine) -> None:
     @event.listens_for(engine, "before_cursor_execute")
     def _send_first(_conn: Any, cursor: Any, *_args: Any) -> None:
         send_waiting(cursor.connection)
+
+
+# Driver connections SQLAlchemy was asked to run in autocommit (isolation_level="AUTOCOMMIT").
+_AUTOCOMMIT: WeakSet[Any] = WeakSet()
+
+
+def _begin_ourselves(engine: Engine) -> None:
+    """psycopg runs in autocommit and engine.direct sends BEGIN (with the transaction's
+    first statement) and COMMIT (with its last writes): psycopg's own cost a round trip each
+    in a pipeline. SQLAlchemy still decides when a transaction begins and ends; an isolation
+    level it sets goes into our BEGIN."""
+    from .direct import begin_later
+
+    dialect = engine.dialect
+    set_level = dialect.set_isolation_level
+
+    def set_isolation_level(dbapi_conn: Any, level: Any) -> None:
+        set_level(dbapi_conn, level)  # psycopg's autocommit and isolation_level, per level
+        raw = getattr(dbapi_conn, "dbapi_connection", dbapi_conn)
+        if raw.autocommit:
+            _AUTOCOMMIT.add(raw)
+        else:
+            _AUTOCOMMIT.discard(raw)
+            raw.autocommit = True
+
+    dialect.set_isolation_level = set_isolation_level  # type: ignore[method-assign,assignment]
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        if not dbapi_conn.autocommit:  # SQLAlchemy's own setting made on connect is kept
+            dbapi_conn.autocommit = True
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        raw: Any = conn.connection.dbapi_connection
+        if raw not in _AUTOCOMMIT:
+            level = raw.isolation_level
+            begin_later(conn, level.name.replace("_", " ") if level is not None else None)
 
 
 # Connections (psycopg's) whose open transaction has sent something other than a SELECT.
@@ -85,21 +127,27 @@ def _keep_prepared_statements(engine: Engine) -> None:
     statements anew (about half the server's time per step). For a transaction that only
     read, COMMIT and ROLLBACK end it alike."""
 
+    from .direct import drop_waiting, send_waiting
+    from .pgpipe import forget_prepared
+
     @event.listens_for(engine, "before_cursor_execute")
     def _note_writes(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
         if not statement.startswith("SELECT"):  # FOR UPDATE locks are released either way
             _WROTE.add(cursor.connection)
-
-    from .direct import drop_waiting, send_waiting
+            if statement.lstrip()[:10].upper().startswith(_DROPS_PREPARED):
+                forget_prepared(cursor.connection)  # psycopg deallocates all after DDL
 
     rollback, commit = engine.dialect.do_rollback, engine.dialect.do_commit
 
     def do_rollback(dbapi_conn: Any) -> None:
         raw = getattr(dbapi_conn, "dbapi_connection", dbapi_conn)  # the pool may pass its own
         drop_waiting(raw)
-        if raw in _WROTE or raw.info.transaction_status != _IN_TRANSACTION:
+        status = raw.info.transaction_status
+        if raw in _WROTE or status != _IN_TRANSACTION:
             _WROTE.discard(raw)
             rollback(dbapi_conn)
+            if status != _IDLE:  # psycopg sent ROLLBACK and DEALLOCATE ALL
+                forget_prepared(raw)
         else:  # only read, no error: the same end, statements kept
             commit(dbapi_conn)
 

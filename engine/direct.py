@@ -14,8 +14,15 @@ On PostgreSQL a round trip costs about as much as a small statement's execution.
 outcome the step does not read back (`defer`) wait, per connection, and go out in one psycopg
 pipeline with the next statement that must answer, or just before COMMIT: statements still run
 in the order they were asked for, in the same transaction, so every read sees every write made
-before it. A statement that opens a transaction goes out in a pipeline too, so its BEGIN costs
-no round trip of its own. On SQLite (in-process, no round trips) nothing waits."""
+before it. On SQLite (in-process, no round trips) nothing waits.
+
+The BEGIN and COMMIT are ours to send on PostgreSQL (engine.db keeps psycopg in autocommit):
+psycopg's own, in a pipeline, each wait for a round trip of their own (it syncs after BEGIN to
+learn the transaction began, and after COMMIT before the pipeline's closing sync). A BEGIN
+waits like a deferred write and goes with the transaction's first statement; the COMMIT goes
+with the last writes. A plain SELECT that would open the transaction runs before it instead,
+on its own (under READ COMMITTED each statement takes its own snapshot either way): a session
+that only reads sends no BEGIN and no COMMIT at all."""
 
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ from sqlalchemy import Connection, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import Executable, Select
 
+from . import pgpipe
 from .db import UNAVAILABLE_STATES
 
 
@@ -85,12 +93,23 @@ class _Sent:
     args: Any
     many: bool
     check: Check | None = None
+    control: bool = False  # BEGIN / COMMIT: never prepared, no cursor events (as SQLAlchemy's)
+
+
+def _control(sql: str) -> _Sent:
+    return _Sent(_Compiled(sql, None, (), lambda _row: {}, (), False), None, False, control=True)
+
+
+_COMMIT = _control("COMMIT")
 
 
 @dataclass
 class _Waiting:
     conn: Connection  # the Connection that deferred them: its events fire, its errors raise
     statements: list[_Sent] = field(default_factory=list)
+
+    def only_begin(self) -> bool:
+        return len(self.statements) == 1 and self.statements[0].control
 
 
 # Deferred writes per driver connection (weakly held: a connection thrown away drops its own).
@@ -141,16 +160,26 @@ def _wait(conn: Connection, sent: _Sent) -> None:
     waiting.statements.append(sent)
 
 
+def begin_later(conn: Connection, isolation_level: str | None) -> None:
+    """The transaction SQLAlchemy begins on `conn`: its BEGIN waits for the first statement."""
+    raw = conn.connection.dbapi_connection
+    level = f" ISOLATION LEVEL {isolation_level}" if isolation_level else ""
+    _WAITING[raw] = _Waiting(conn, [_control(f"BEGIN{level}")])
+
+
 def send_waiting(dbapi_conn: Any, commit: bool = False) -> bool:
-    """Send the driver connection's deferred writes now: engine.db calls this before any
-    other statement and at COMMIT. With `commit`, the COMMIT goes in the same round trip
-    unless a write's rowcount is still to be checked (a failed check must be able to roll
-    back); returns whether it did."""
+    """Send the driver connection's waiting BEGIN and deferred writes now: engine.db calls
+    this before any other statement and at COMMIT. With `commit`, the COMMIT goes in the same
+    round trip unless a write's rowcount is still to be checked (a failed check must be able
+    to roll back); returns whether the transaction is over (a BEGIN never sent needs no
+    COMMIT)."""
     waiting = _WAITING.pop(dbapi_conn, None)
     if waiting is None:
         return False
+    if commit and waiting.only_begin():
+        return True
     commit = commit and all(sent.check is None for sent in waiting.statements)
-    _pipeline(waiting.conn, waiting.statements, commit)
+    _pipeline(waiting.conn, [*waiting.statements, *([_COMMIT] if commit else [])])
     return commit
 
 
@@ -210,15 +239,22 @@ def _run(
     sent: Any = args if many else args[0]
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    if _pipelines(dialect):
-        waiting = _WAITING.pop(raw, None)
-        idle = waiting is None and raw.info.transaction_status == _IDLE
-        if idle and compiled.plain_read and raw.isolation_level in _STATEMENT_SNAPSHOTS:
-            return _outside_transaction(conn, raw, compiled, sent), compiled
-        if waiting is not None or idle:
-            before = waiting.statements if waiting is not None else []
-            return _pipeline(conn, [*before, _Sent(compiled, sent, many)])[-1], compiled
-    return _on_cursor(conn, raw, compiled, sent, many), compiled
+    waiting = _WAITING.pop(raw, None) if _pipelines(dialect) else None
+    if waiting is None:
+        return _on_cursor(conn, raw, compiled, sent, many), compiled
+    if (
+        waiting.only_begin()
+        and compiled.plain_read
+        and raw.isolation_level in _STATEMENT_SNAPSHOTS
+        and raw.info.transaction_status == _IDLE
+    ):
+        # Before the transaction, on its own: it reads what the transaction's first
+        # statement would have seen, and takes no lock to keep.
+        try:
+            return _on_cursor(conn, raw, compiled, sent, many), compiled
+        finally:
+            _WAITING[raw] = waiting
+    return _pipeline(conn, [*waiting.statements, _Sent(compiled, sent, many)])[-1], compiled
 
 
 def _on_cursor(conn: Connection, raw: Any, compiled: _Compiled, args: Any, many: bool) -> Any:
@@ -241,51 +277,37 @@ def _on_cursor(conn: Connection, raw: Any, compiled: _Compiled, args: Any, many:
 _STATEMENT_SNAPSHOTS = (None, IsolationLevel.READ_COMMITTED)
 
 
-def _outside_transaction(conn: Connection, raw: Any, compiled: _Compiled, args: Any) -> Any:
-    """A plain SELECT while no transaction is open runs on its own (autocommit): one round
-    trip instead of BEGIN + SELECT now and a COMMIT when the session ends, which for a
-    transaction that has only read is all it would send. Under READ COMMITTED each statement
-    sees its own snapshot either way, and a plain SELECT takes no lock to keep; the
-    transaction begins with the first statement that writes or locks."""
-    raw.autocommit = True
-    try:
-        return _on_cursor(conn, raw, compiled, args, many=False)
-    finally:
-        if not raw.closed:
-            raw.autocommit = False
-
-
-def _pipeline(conn: Connection, statements: list[_Sent], commit: bool = False) -> list[Any]:
-    """Send `statements` in one psycopg pipeline (one round trip, a BEGIN included if the
-    transaction has not begun, a COMMIT after them if asked); their cursors, with results,
-    once all have run."""
+def _pipeline(conn: Connection, statements: list[_Sent]) -> list[Any]:
+    """Send `statements` in one pipeline (one round trip, engine.pgpipe); a cursor-like
+    result for each (rows, rowcount), once all have run."""
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    cursors = []
+    events = [sent for sent in statements if not sent.control]
+    for sent in events:
+        conn.dispatch.before_cursor_execute(
+            conn, pgpipe.Result(raw), sent.compiled.sql, sent.args, None, sent.many
+        )
     try:
-        with raw.pipeline():
-            for sent in statements:
-                cursor = raw.cursor()
-                sql = sent.compiled.sql
-                conn.dispatch.before_cursor_execute(conn, cursor, sql, sent.args, None, sent.many)
-                if sent.many:
-                    cursor.executemany(sql, sent.args)
-                else:
-                    cursor.execute(sql, sent.args)
-                cursors.append(cursor)
-            if commit:
-                raw.commit()
+        results = pgpipe.run(
+            raw,
+            [
+                (sent.compiled.sql, sent.args if sent.many else [sent.args], sent.control)
+                for sent in statements
+            ],
+        )
     except conn.dialect.loaded_dbapi.Error as error:
-        # The server stops at the first failure; psycopg does not say which statement it was.
+        # The server stops at the first failure; the error does not say which statement it was.
         sql = ";\n".join(sent.compiled.sql for sent in statements)
         _raise(conn, sql, [sent.args for sent in statements], error, None)
-    for sent, cursor in zip(statements, cursors, strict=True):
+    for sent, result in zip(statements, results, strict=True):
+        if sent.control:
+            continue
         conn.dispatch.after_cursor_execute(
-            conn, cursor, sent.compiled.sql, sent.args, None, sent.many
+            conn, result, sent.compiled.sql, sent.args, None, sent.many
         )
         if sent.check is not None:
-            sent.check(cursor.rowcount)
-    return cursors
+            sent.check(result.rowcount)
+    return results
 
 
 def _bind(compiled: _Compiled, row: dict[str, Any]) -> Any:

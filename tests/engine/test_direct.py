@@ -173,3 +173,77 @@ def test_a_failed_check_or_write_rolls_everything_back(seeded, clock) -> None:  
         defer(s.connection(), _ADD, _line(item.id, "noted b"))
         defer(s.connection(), _ADD, _line(2**31 - 1, "noted c"))  # no such instance
     assert _noted(seeded) == []
+
+
+# --- PostgreSQL: BEGIN and COMMIT are sent with the statements, statements are prepared ------
+
+
+def _postgresql(engine) -> None:  # type: ignore[no-untyped-def]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's transactions and prepared statements")
+
+
+def _driver(s) -> Any:  # type: ignore[no-untyped-def]
+    return s.connection().connection.dbapi_connection
+
+
+def test_a_session_that_only_reads_opens_no_transaction(seeded, engine) -> None:  # type: ignore[no-untyped-def]
+    _postgresql(engine)
+    from psycopg.pq import TransactionStatus
+
+    with seeded() as s:
+        assert len(rows(s.connection(), _LINES, {})) == 0
+        raw = _driver(s)
+        assert raw.info.transaction_status == TransactionStatus.IDLE
+        # the first statement that locks begins the transaction, in the same round trip
+        rows_each(s.connection(), (_LOCK, {"id": 1}), (_LINES, {}))
+        assert raw.info.transaction_status == TransactionStatus.INTRANS
+    assert raw.info.transaction_status == TransactionStatus.IDLE  # and ends with the session
+
+
+def test_the_isolation_level_asked_for_is_the_transactions(seeded, engine) -> None:  # type: ignore[no-untyped-def]
+    _postgresql(engine)
+    serializable = engine.connect().execution_options(isolation_level="SERIALIZABLE")
+    with serializable as conn, conn.begin():
+        rows_each(conn, (_LOCK, {"id": 1}))
+        assert conn.exec_driver_sql("SHOW transaction_isolation").scalar() == "serializable"
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM history")  # refused inside a transaction block
+    with engine.connect() as conn, conn.begin():
+        rows_each(conn, (_LOCK, {"id": 1}))
+        assert conn.exec_driver_sql("SHOW transaction_isolation").scalar() == "read committed"
+
+
+def test_statements_are_prepared_again_after_a_rollback_drops_them(seeded, engine, clock) -> None:  # type: ignore[no-untyped-def]
+    """psycopg answers a ROLLBACK with DEALLOCATE ALL once it has prepared statements of its
+    own: the pipeline's prepared statements go too and must be prepared afresh."""
+    _postgresql(engine)
+    with seeded.begin() as s:
+        (item,) = hand_out(s, "weixi-2023-15", [7], clock())
+    for attempt in range(8):  # psycopg prepares a statement the fifth time it runs it
+        s = seeded()
+        conn = s.connection()
+        defer(conn, _ADD, _line(item.id, f"noted {attempt}"))
+        assert len(rows_each(conn, (_LOCK, {"id": item.id}), (_LINES, {}))[1]) == 1
+        s.scalars(select(HistoryEntry.id).where(HistoryEntry.action == "x")).all()
+        s.rollback()  # a write: ROLLBACK, then DEALLOCATE ALL
+        s.close()
+    assert _noted(seeded) == []
+    with seeded.begin() as s:
+        defer(s.connection(), _ADD, _line(item.id, "noted kept"))
+    assert _noted(seeded) == ["noted kept"]
+
+
+def test_an_error_mid_pipeline_stops_it_and_the_next_one_runs(seeded, engine, clock) -> None:  # type: ignore[no-untyped-def]
+    _postgresql(engine)
+    with seeded.begin() as s:
+        (item,) = hand_out(s, "weixi-2023-15", [7], clock())
+    with pytest.raises(exc.IntegrityError, match="foreign key"), seeded.begin() as s:
+        defer(s.connection(), _ADD, _line(item.id, "noted a"))
+        defer(s.connection(), _ADD, _line(2**31 - 1, "noted b"))  # no such instance
+        defer(s.connection(), _ADD, _line(item.id, "noted c"))
+        rows(s.connection(), _LINES, {})
+    with seeded.begin() as s:
+        defer(s.connection(), _ADD, _line(item.id, "noted d"))
+        assert [r["action"] for r in rows(s.connection(), _LINES, {})] == ["noted d"]
+    assert _noted(seeded) == ["noted d"]

@@ -210,15 +210,14 @@ def test_a_step_that_collides_with_another_transaction_is_a_clean_409(  # type: 
     """Another transaction holds the item's row past the request's lock timeout (as in a
     deadlock, PostgreSQL undoes the request's transaction): a 409 to send again, nothing kept."""
 
-    def short_wait(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.startswith("SELECT instance.") and "FOR UPDATE" in statement:
-            cursor.execute("SET LOCAL lock_timeout = '100ms'")
+    def short_wait(conn: Any) -> None:  # every transaction waits for a lock 100 ms at most
+        conn.exec_driver_sql("SET LOCAL lock_timeout = '100ms'")
 
     headers = {"Authorization": f"Bearer {liaison.token}"}
     path = f"{API}/tasks/{step.id}/complete"
     sign_in(client, liaison)
     before = _record(seeded, step)
-    event.listen(engine, "before_cursor_execute", short_wait)
+    event.listen(engine, "begin", short_wait)
     try:
         with engine.begin() as holder:  # the test schema, on a connection of its own
             holder.execute(
@@ -227,7 +226,7 @@ def test_a_step_that_collides_with_another_transaction_is_a_clean_409(  # type: 
             response = client.post(path, headers=headers, json={"data": {"note": "收到"}})
             page = client.post(f"/tasks/{step.id}", data={"note": "收到"})
     finally:
-        event.remove(engine, "before_cursor_execute", short_wait)
+        event.remove(engine, "begin", short_wait)
     assert response.status_code == 409 and response.get_json() == {"error": COLLIDED}
     body = page.get_data(as_text=True)
     assert page.status_code == 409 and COLLIDED in body
