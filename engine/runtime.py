@@ -20,14 +20,14 @@ from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState as SpiffState
 from sqlalchemy import Connection, Table, bindparam, event, func, insert, or_, select, update
-from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm import Session, sessionmaker
 
 from .clock import end_of_local_day, local_today
 from .direct import Direct, defer, defer_many, execute, rows, rows_each
 from .directory import HOLDS, holds
 from .errors import Conflict, DubanError, NotFound, PermissionDenied
 from .forms import FORMS, validate
+from .loaded import as_loaded, attach, set_loaded
 from .models import (
     DeferredStart,
     HistoryEntry,
@@ -194,18 +194,6 @@ def _history(
 def _conn(session: Session) -> Connection:
     """The transaction's connection, for Core statements (no autoflush, no ORM bookkeeping)."""
     return session.connection()
-
-
-def _set(obj: Any, **values: Any) -> None:
-    """Keep a loaded object in step with what a Core statement wrote, without making it dirty."""
-    for name, value in values.items():
-        set_committed_value(obj, name, value)
-
-
-def _attach(session: Session, obj: Any) -> None:
-    """Make an object whose row a Core INSERT wrote (its id set) a persistent one of the session."""
-    make_transient_to_detached(obj)
-    session.add(obj)
 
 
 def record(
@@ -440,7 +428,7 @@ def _human_task(
         defer(_conn(session), _ADD_STEP_WITH_ID, {"id": row.id, **values})
     else:
         row = HumanTask(id=execute(_conn(session), _ADD_STEP, values).fetchone()[0], **values)
-    _attach(session, row)
+    attach(session, row)
     return row
 
 
@@ -459,7 +447,7 @@ def _close_steps(session: Session, instance: Instance, now: datetime, *which: An
     for step_id in closed:
         loaded = session.identity_map.get(session.identity_key(HumanTask, step_id))
         if loaded is not None:
-            _set(loaded, state=TaskState.CANCELLED, completed_at=now)
+            set_loaded(loaded, state=TaskState.CANCELLED, completed_at=now)
     return list(closed)
 
 
@@ -612,7 +600,7 @@ def _spawn(
     inputs = _property(workflow, task, "inputs")
     if not isinstance(inputs, dict):
         raise ProcessError(f"element '{task.task_spec.bpmn_id}': inputs must be a mapping")
-    _set(parent, has_children=True)  # written with the parent's state
+    set_loaded(parent, has_children=True)  # written with the parent's state
     return start_instance(
         session,
         process_id,
@@ -635,7 +623,7 @@ def _cancel(session: Session, instance: Instance, now: datetime) -> None:
         )
         .returning(_INSTANCE.c.revision)
     )
-    _set(instance, status=InstanceStatus.CANCELLED, completed_at=now, revision=revision)
+    set_loaded(instance, status=InstanceStatus.CANCELLED, completed_at=now, revision=revision)
     _close_steps(session, instance, now)
     for _task_id, child_id, status in execute(
         _conn(session), _CHILDREN, {"parent_id": instance.id}
@@ -751,7 +739,7 @@ def _save(session: Session, instance: Instance, workflow: BpmnWorkflow, now: dat
         {"instance_id": instance.id, "old_revision": instance.revision, **values},
         saved,
     )
-    _set(instance, revision=instance.revision + 1, **values)
+    set_loaded(instance, revision=instance.revision + 1, **values)
     _keep(session, instance, workflow, state)
     hook = ON_SAVE.get(instance.process_id)
     if hook is not None:
@@ -874,9 +862,9 @@ def _start(
     else:  # its id taken beforehand: the row goes with the next round trip
         defer(_conn(session), _ADD_INSTANCE_WITH_ID, {"id": instance_id, **values})
     instance = Instance(id=instance_id, **values)
-    _attach(session, instance)
+    attach(session, instance)
     if parent is None:
-        _set(instance, root_id=instance_id)  # a top-level instance is its own root
+        set_loaded(instance, root_id=instance_id)  # a top-level instance is its own root
     _history(session, instance, "started", now, actor, data={"version": version.version})
     _sync(session, instance, workflow, now, mirrored=set())
     _save(session, instance, workflow, now)
@@ -1006,7 +994,7 @@ def _lock_instance(session: Session, instance_id: int) -> Instance:
     """Row-lock the instance and re-read it: whoever held the lock before us has committed."""
     session.flush()  # what the caller changed through the ORM is written before we read
     (row,) = rows(_conn(session), _LOCK_INSTANCE, {"instance_id": instance_id})
-    instance: Instance = _as_loaded(session, Instance, row)
+    instance: Instance = as_loaded(session, Instance, row)
     return instance
 
 
@@ -1046,25 +1034,13 @@ def _step_with_seat(session: Session, row: dict[str, Any]) -> HumanTask:
             unit[key[6:]] = value
         else:
             step[key] = value
-    task: HumanTask = _as_loaded(session, HumanTask, step)
-    _set(
+    task: HumanTask = as_loaded(session, HumanTask, step)
+    set_loaded(
         task,
-        position=_as_loaded(session, Position, seat) if seat["id"] is not None else None,
-        unit=_as_loaded(session, Unit, unit) if unit["id"] is not None else None,
+        position=as_loaded(session, Position, seat) if seat["id"] is not None else None,
+        unit=as_loaded(session, Unit, unit) if unit["id"] is not None else None,
     )
     return task
-
-
-def _as_loaded(session: Session, cls: type[Any], row: Any) -> Any:
-    """The session's object for a row read with Core, its attributes set to the row (as a
-    populate-existing load would), or a new persistent one."""
-    obj = session.identity_map.get(session.identity_key(cls, row["id"]))
-    if obj is None:
-        obj = cls(**row)
-        _attach(session, obj)
-    else:
-        _set(obj, **row)
-    return obj
 
 
 def _lock(session: Session, task_id: int, actor: Actor) -> tuple[Instance, HumanTask, bool]:
@@ -1079,7 +1055,7 @@ def _lock(session: Session, task_id: int, actor: Actor) -> tuple[Instance, Human
     found, steps, *held = rows_each(_conn(session), *reads)
     if not found or not steps:
         raise NotFound(f"no step {task_id}")
-    instance: Instance = _as_loaded(session, Instance, found[0])
+    instance: Instance = as_loaded(session, Instance, found[0])
     return instance, _step_with_seat(session, steps[0]), bool(held and held[0])
 
 
@@ -1125,7 +1101,7 @@ def _complete(
         "form_data": clean,
     }
     defer(_conn(session), _FINISH_STEP, {"step_id": task.id, **done})
-    _set(task, **done)
+    set_loaded(task, **done)
     _history(
         session, instance, "completed", now, actor, task, {"element": task.element_id, **clean}
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event, select
 
+from engine import pgpipe
 from engine.directory import find_unit, hand_over, position_of
 from engine.models import Notification, Outbox, Person, Position, PositionKind
 from engine.notify import notify
@@ -77,20 +78,32 @@ def test_a_step_starting_branches_reads_their_holders_once(seeded, clock, engine
             s.flush()
             hand_over(s, seat, person, clock())
     holder_reads: list[str] = []
+    round_trips: list[int] = []  # PostgreSQL: holder reads per pipeline that had any
+    run = pgpipe.run
 
     def count(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
         if "FROM holding" in statement:
             holder_reads.append(statement)
 
+    def pipeline(raw, statements):  # type: ignore[no-untyped-def]
+        reads = sum("FROM holding" in sql for sql, _args, _control in statements)
+        if reads:
+            round_trips.append(reads)
+        return run(raw, statements)
+
     before = len(_notices(seeded))
     event.listen(engine, "before_cursor_execute", count)
+    pgpipe.run = pipeline
     try:
         act(seeded, step, clock)
     finally:
+        pgpipe.run = run
         event.remove(engine, "before_cursor_execute", count)
     with seeded() as s:
         new_steps = [t for t in open_steps(s, item.id) if t.position_id is not None]
     assert len(new_steps) >= 2
-    assert len(holder_reads) == 1
+    assert len(holder_reads) == len({t.position_id for t in new_steps})  # each seat once
+    if engine.dialect.name == "postgresql":
+        assert round_trips == [len(holder_reads)]  # all of them in one round trip
     told = _notices(seeded)[before:]
     assert sorted(link for _, _, link in told) == sorted(f"/tasks/{t.id}" for t in new_steps)
