@@ -14,8 +14,11 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import Select, and_, bindparam, false, func, or_, select
 from sqlalchemy.orm import Session, aliased, defer, joinedload
 
-from .direct import Direct, rows
+from .accounts import TOKEN_HOLDER, TokenHolder, token_digest
+from .direct import Direct, rows, rows_each
 from .models import (
+    Account,
+    ApiToken,
     Holding,
     HumanTask,
     Instance,
@@ -101,10 +104,41 @@ _SEATS = Direct(
 )
 
 
+_TOKEN_SEATS = Direct(  # the seats of the person whose active account holds a bearer token
+    select(Position.id, Position.unit_id, Position.kind)
+    .join(Holding, Holding.position_id == Position.id)
+    .join(Account, Account.person_id == Holding.person_id)
+    .join(ApiToken, ApiToken.account_id == Account.id)
+    .where(
+        ApiToken.token_hash == bindparam("digest"),
+        ApiToken.revoked_at.is_(None),
+        Account.active.is_(True),
+        Holding.ended_at.is_(None),
+    )
+)
+
+
+def bearer(session: Session, token: str) -> tuple[TokenHolder, Viewer] | None:
+    """The account holding a bearer token and what it may see, unless the token is unknown or
+    revoked: token, account and seats in one round trip on PostgreSQL."""
+    session.flush()  # an account, token or seat changed through the ORM counts
+    digest = {"digest": token_digest(token)}
+    found, seats = rows_each(session.connection(), (TOKEN_HOLDER, digest), (_TOKEN_SEATS, digest))
+    if not found:
+        return None
+    holder = TokenHolder(*found[0].values())
+    return holder, _viewer(session, holder, seats)
+
+
 def viewer_for(session: Session, account: AccountLike) -> Viewer:
     """One query for the seats; two more only for a holder of an office seat."""
     session.flush()  # a seat just taken through the ORM counts
-    found = rows(session.connection(), _SEATS, {"person_id": account.person_id})
+    return _viewer(
+        session, account, rows(session.connection(), _SEATS, {"person_id": account.person_id})
+    )
+
+
+def _viewer(session: Session, account: AccountLike, found: list[dict[str, Any]]) -> Viewer:
     seats = tuple(Seat(r["id"], r["unit_id"], r["kind"]) for r in found)
     acting = {s.position_id for s in seats}
     offices: frozenset[int] = frozenset()

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .direct import Direct, rows
+from .direct import Direct
 from .errors import Conflict, FormError
 from .models import Account, ApiToken, Person
 
@@ -75,14 +75,14 @@ def end_sessions(account: Account) -> None:
     account.session_generation = (account.session_generation or 0) + 1
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 def issue_token(session: Session, account: Account, name: str) -> str:
     """A new bearer token; the caller shows it once, duban keeps only its hash."""
     token = "dbn_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(account=account, name=name[:100], token_hash=_digest(token)))
+    session.add(ApiToken(account=account, name=name[:100], token_hash=token_digest(token)))
     session.flush()
     return token
 
@@ -105,7 +105,7 @@ class TokenHolder:
 
 
 # Built once: every API request runs it.
-_TOKEN_HOLDER = Direct(
+TOKEN_HOLDER = Direct(
     select(
         ApiToken.id.label("token_id"),
         Account.id,
@@ -123,13 +123,6 @@ _TOKEN_HOLDER = Direct(
         Account.active.is_(True),
     )
 )
-
-
-def token_holder(session: Session, token: str) -> TokenHolder | None:
-    """The active account holding `token`, unless the token is unknown or revoked."""
-    session.flush()  # an account or token changed through the ORM counts
-    found = rows(session.connection(), _TOKEN_HOLDER, {"digest": _digest(token)})
-    return TokenHolder(*found[0].values()) if found else None
 
 
 def record_token_use(session: Session, token_id: int, now: datetime) -> None:

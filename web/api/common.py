@@ -18,8 +18,8 @@ from werkzeug.exceptions import (
 )
 from werkzeug.wrappers import Response
 
-from engine.access import Viewer, can_see_item, can_see_task, viewer_for
-from engine.accounts import record_token_use, token_holder
+from engine.access import Viewer, bearer, can_see_item, can_see_task
+from engine.accounts import record_token_use
 from engine.clock import utcnow
 from engine.models import HumanTask, Instance
 from engine.runtime import owner, read_step
@@ -69,15 +69,14 @@ def _authenticate(token: str) -> Caller | None:
     must be recorded (once a minute) that write is committed at once, so the transaction that
     follows holds exactly the operation's work."""
     session, now = get_session(), utcnow()
-    holder = token_holder(session, token)
-    if holder is None:
+    found = bearer(session, token)
+    if found is None:
         return None
+    holder, viewer = found
     if holder.use_is_stale(now):
         record_token_use(session, holder.token_id, now)
         session.commit()
-    return Caller(
-        holder.id, holder.person_id, holder.name, holder.locale, viewer_for(session, holder)
-    )
+    return Caller(holder.id, holder.person_id, holder.name, holder.locale, viewer)
 
 
 @bp.before_request
