@@ -7,11 +7,13 @@ parameter names; its values go through the bind processors SQLAlchemy itself wou
 (enums, UTC datetimes, JSON); the engine's cursor events still fire (engine.db's read-only
 tracker, statement counters, tests); a driver error comes out as SQLAlchemy's DBAPIError, with
 a lost connection invalidated, as it would through Connection.execute. `execute` hands back
-the driver's cursor (rowcounts, ids); `rows` converts each value with SQLAlchemy's own result
-processors (enums, UTC datetimes, JSON, booleans on SQLite).
+the driver's cursor (rowcounts, ids; on PostgreSQL a result that holds the same); `rows`
+converts each value with SQLAlchemy's own result processors (enums, UTC datetimes, JSON,
+booleans on SQLite). On PostgreSQL every direct statement goes through engine.pgpipe (libpq's
+pipeline mode, statements prepared once per connection), not a psycopg cursor.
 
 On PostgreSQL a round trip costs about as much as a small statement's execution. Writes whose
-outcome the step does not read back (`defer`) wait, per connection, and go out in one psycopg
+outcome the step does not read back (`defer`) wait, per connection, and go out in one
 pipeline with the next statement that must answer, or just before COMMIT: statements still run
 in the order they were asked for, in the same transaction, so every read sees every write made
 before it. On SQLite (in-process, no round trips) nothing waits.
