@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.instrumentation import manager_of_class
 
 
 def set_loaded(obj: Any, **values: Any) -> None:
@@ -21,13 +22,21 @@ def attach(session: Session, obj: Any) -> None:
     session.add(obj)
 
 
-def as_loaded(session: Session, cls: type[Any], row: Any) -> Any:
+def loaded(session: Session, cls: type[Any], row: dict[str, Any]) -> Any:
+    """A persistent object of the session for a row the database holds (read, or just written
+    with Core), built as SQLAlchemy's own loading builds one: the values go straight into its
+    dict, without the attribute events of a constructor (which cost three times the rest)."""
+    obj = manager_of_class(cls).new_instance()
+    obj.__dict__.update(row)
+    attach(session, obj)
+    return obj
+
+
+def as_loaded(session: Session, cls: type[Any], row: dict[str, Any]) -> Any:
     """The session's object for a row read with Core, its attributes set to the row (as a
     populate-existing load would), or a new persistent one."""
     obj = session.identity_map.get(session.identity_key(cls, row["id"]))
     if obj is None:
-        obj = cls(**row)
-        attach(session, obj)
-    else:
-        set_loaded(obj, **row)
+        return loaded(session, cls, row)
+    set_loaded(obj, **row)
     return obj

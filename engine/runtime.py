@@ -27,7 +27,7 @@ from .direct import Direct, defer, defer_many, execute, rows, rows_each
 from .directory import HOLDS, holds
 from .errors import Conflict, DubanError, NotFound, PermissionDenied
 from .forms import FORMS, validate
-from .loaded import as_loaded, attach, set_loaded
+from .loaded import as_loaded, loaded, set_loaded
 from .models import (
     DeferredStart,
     HistoryEntry,
@@ -424,11 +424,11 @@ def _human_task(
     }
     pool: list[int] = session.info.get(_STEP_ID_POOL, [])
     if pool:  # an id taken beforehand (_branch_ids): the row goes with the next round trip
-        row = HumanTask(id=pool.pop(0), **values)  # in the order the steps are made
-        defer(_conn(session), _ADD_STEP_WITH_ID, {"id": row.id, **values})
+        values = {"id": pool.pop(0), **values}  # in the order the steps are made
+        defer(_conn(session), _ADD_STEP_WITH_ID, values)
     else:
-        row = HumanTask(id=execute(_conn(session), _ADD_STEP, values).fetchone()[0], **values)
-    attach(session, row)
+        values = {"id": execute(_conn(session), _ADD_STEP, values).fetchone()[0], **values}
+    row: HumanTask = loaded(session, HumanTask, values)
     return row
 
 
@@ -861,8 +861,7 @@ def _start(
         instance_id = execute(_conn(session), _ADD_INSTANCE, values).fetchone()[0]
     else:  # its id taken beforehand: the row goes with the next round trip
         defer(_conn(session), _ADD_INSTANCE_WITH_ID, {"id": instance_id, **values})
-    instance = Instance(id=instance_id, **values)
-    attach(session, instance)
+    instance: Instance = loaded(session, Instance, {"id": instance_id, **values})
     if parent is None:
         set_loaded(instance, root_id=instance_id)  # a top-level instance is its own root
     _history(session, instance, "started", now, actor, data={"version": version.version})
