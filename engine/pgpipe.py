@@ -136,6 +136,8 @@ def _collect(
     error: Exception | None = None
     for index, key in expected:
         outcome = _next_result(pgconn)
+        if outcome is None:
+            raise OperationalError("a statement's result is missing from the pipeline")
         status = outcome.status
         if status == ExecStatus.FATAL_ERROR:
             if error is None:
@@ -151,25 +153,23 @@ def _collect(
             found.rowcount = max(found.rowcount, 0) + (tuples if tuples is not None else 0)
         if key is not None and status != ExecStatus.COMMAND_OK:
             state.prepared.pop(key, None)  # the Parse failed or never ran
-        if _next_result(pgconn, end=True) is not None:
+        if _next_result(pgconn) is not None:
             raise OperationalError("unexpected extra result in a pipeline")
-    if _next_result(pgconn).status != ExecStatus.PIPELINE_SYNC:
+    end = _next_result(pgconn)
+    if end is None or end.status != ExecStatus.PIPELINE_SYNC:
         raise OperationalError("the pipeline's Sync did not come back")
     if isinstance(error, pg_errors.InvalidSqlStatementName):
         state.prepared.clear()  # dropped behind our back: prepare afresh next time
     return error
 
 
-def _next_result(pgconn: Any, end: bool = False) -> Any:
-    """The next result (None ends each statement's), waiting for the server as needed."""
-    while True:
-        pgconn.consume_input()
-        if not pgconn.is_busy():
-            found = pgconn.get_result()
-            if found is not None or end:
-                return found
-            continue
+def _next_result(pgconn: Any) -> Any:
+    """The next result (None ends each statement's), waiting for the server as needed: the
+    socket is read only when what was read so far holds no complete result."""
+    while pgconn.is_busy():
         _wait(pgconn.socket, select.POLLIN)
+        pgconn.consume_input()
+    return pgconn.get_result()
 
 
 def _flush(pgconn: Any) -> None:
