@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import Select, and_, bindparam, false, func, or_, select
 from sqlalchemy.orm import Session, aliased, defer, joinedload
 
-from .accounts import TOKEN_HOLDER, TokenHolder, token_digest
+from .accounts import TOKEN_HOLDER, TokenHolder, token_digest, token_usable
 from .direct import Direct, rows, rows_each
 from .models import (
     Account,
@@ -109,12 +109,7 @@ _TOKEN_SEATS = Direct(  # the seats of the person whose active account holds a b
     .join(Holding, Holding.position_id == Position.id)
     .join(Account, Account.person_id == Holding.person_id)
     .join(ApiToken, ApiToken.account_id == Account.id)
-    .where(
-        ApiToken.token_hash == bindparam("digest"),
-        ApiToken.revoked_at.is_(None),
-        Account.active.is_(True),
-        Holding.ended_at.is_(None),
-    )
+    .where(*token_usable(), Holding.ended_at.is_(None))
 )
 
 

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import ColumnElement, bindparam, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -104,6 +104,15 @@ class TokenHolder:
         return self.last_used_at is None or now - self.last_used_at >= TOKEN_USE_RESOLUTION
 
 
+def token_usable() -> tuple[ColumnElement[bool], ...]:
+    """Where a bearer token (`digest` bound) is usable: not revoked, its account active."""
+    return (
+        ApiToken.token_hash == bindparam("digest"),
+        ApiToken.revoked_at.is_(None),
+        Account.active.is_(True),
+    )
+
+
 # Built once: every API request runs it.
 TOKEN_HOLDER = Direct(
     select(
@@ -117,11 +126,7 @@ TOKEN_HOLDER = Direct(
     )
     .join(Account, Account.id == ApiToken.account_id)
     .join(Person, Person.id == Account.person_id)
-    .where(
-        ApiToken.token_hash == bindparam("digest"),
-        ApiToken.revoked_at.is_(None),
-        Account.active.is_(True),
-    )
+    .where(*token_usable())
 )
 
 
