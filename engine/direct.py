@@ -165,8 +165,14 @@ def _wait(conn: Connection, sent: _Sent) -> None:
 def begin_later(conn: Connection, isolation_level: str | None) -> None:
     """The transaction SQLAlchemy begins on `conn`: its BEGIN waits for the first statement."""
     raw = conn.connection.dbapi_connection
-    level = f" ISOLATION LEVEL {isolation_level}" if isolation_level else ""
-    _WAITING[raw] = _Waiting(conn, [_control(f"BEGIN{level}")])
+    begin = _BEGIN.get(isolation_level)
+    if begin is None:  # built once per level: every transaction sends one
+        level = f" ISOLATION LEVEL {isolation_level}" if isolation_level else ""
+        begin = _BEGIN[isolation_level] = _control(f"BEGIN{level}")
+    _WAITING[raw] = _Waiting(conn, [begin])
+
+
+_BEGIN: dict[str | None, _Sent] = {}
 
 
 def send_waiting(dbapi_conn: Any, commit: bool = False) -> bool:
