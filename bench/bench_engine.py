@@ -85,7 +85,7 @@ from engine.specs import (
 ROOT = Path(__file__).resolve().parent.parent
 PROCESS_ID = "task_routing"
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-REPETITIONS = 3
+REPETITIONS = 5
 SUPPORT_UNITS = 3
 IMPLEMENT_UNITS = 10
 STEPS_PER_ITEM = 1 + SUPPORT_UNITS + IMPLEMENT_UNITS + 1 + SUPPORT_UNITS + IMPLEMENT_UNITS + 2
@@ -146,6 +146,8 @@ class Result:
     notes: list[str] = field(default_factory=list)
     # Bytes per stored instance: top-level, mean branch, largest (for the 8 KB target).
     instance_bytes: dict[str, float] = field(default_factory=dict)
+    # duban's rate over the raw rate of a raw repetition run right beside it, per repetition.
+    paired: list[float] = field(default_factory=list)
 
     def add_repetition(self, wall: float, cpu: float, latencies: list[float]) -> None:
         self.rates.append(len(latencies) / wall)
@@ -157,6 +159,11 @@ class Result:
     @property
     def rate(self) -> float:
         return statistics.median(self.rates)
+
+    def ratio(self, raw: Result) -> float:
+        """Against raw: the median of the paired ratios if there are any, else the ratio of
+        the medians of separately run repetitions."""
+        return statistics.median(self.paired) if self.paired else self.rate / raw.rate
 
     @property
     def mean_ms(self) -> float:
@@ -384,6 +391,37 @@ def bench_raw(
     return result, warm
 
 
+@dataclass
+class RawBeside:
+    """Raw state-only items run between duban's, one beside each, so that a ratio compares
+    runs made under the same machine conditions: on a shared machine the speed of pure Python
+    drifts by tens of per cent within seconds (raw repetitions of 300 steps back to back ranged
+    137-232 /s here), which a raw figure taken at another moment would carry into the ratio."""
+
+    specs: dict[str, Specs]
+    today: date
+    rates: list[float] = field(default_factory=list)  # one per repetition
+    _started: list[RawRouting] = field(default_factory=list)
+    _seconds: float = 0.0
+    _steps: int = 0
+
+    def begin(self, n: int) -> None:
+        """Start `n` items (not timed) for the repetition about to run."""
+        self._started = [raw_started(self.specs, state_only_codec(), self.today) for _ in range(n)]
+        self._seconds, self._steps = 0.0, 0
+
+    def item(self) -> None:
+        """Complete the next started item, timed."""
+        latencies: list[float] = []
+        raw_item(self._started.pop(), clean_form_data(self.today), latencies)
+        self._seconds += sum(latencies)
+        self._steps += len(latencies)
+
+    def end(self) -> float:
+        self.rates.append(self._steps / self._seconds)
+        return self.rates[-1]
+
+
 # --- duban world -------------------------------------------------------------------------------
 
 
@@ -550,9 +588,15 @@ def stored_state(factory: sessionmaker[Session]) -> Stored:
 
 
 def bench_duban(
-    name: str, engine: Engine, args: argparse.Namespace, today: date, profile: bool
+    name: str,
+    engine: Engine,
+    args: argparse.Namespace,
+    today: date,
+    profile: bool,
+    raw: RawBeside,
 ) -> tuple[Result, int, str | None]:
-    """Returns the result, the number of finished items and, if asked, a profile."""
+    """Returns the result, the number of finished items and, if asked, a profile. A raw item
+    runs before each duban item (RawBeside); its time is not in duban's figures."""
     n, result = args.instances, Result(name)
     SPEC_CACHE.clear()  # version ids restart in every database
     ids, start_seconds = setup_database(engine, args.processes, 1 + REPETITIONS * n + profile)
@@ -561,9 +605,16 @@ def bench_duban(
     with counted_sql(engine) as counts:  # the warm-up item
         duban_item(factory, ids[0], data, [])
     for rep in range(REPETITIONS):
-        with measured(result) as latencies:
-            for root_id in ids[1 + rep * n : 1 + (rep + 1) * n]:
-                duban_item(factory, root_id, data, latencies)
+        raw.begin(n)
+        latencies: list[float] = []
+        wall = cpu = 0.0
+        for root_id in ids[1 + rep * n : 1 + (rep + 1) * n]:
+            raw.item()
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            duban_item(factory, root_id, data, latencies)
+            wall, cpu = wall + time.perf_counter() - wall0, cpu + time.process_time() - cpu0
+        result.add_repetition(wall, cpu, latencies)
+        result.paired.append(result.rates[-1] / raw.end())
     report = profile_item(name, factory, ids[-1], data) if profile else None
     stored = stored_state(factory)
     if stored.items != len(ids):
@@ -694,13 +745,15 @@ def sqlite_bytes(engine: Engine, path: Path) -> int:
     return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
 
 
-def bench_sqlite(args: argparse.Namespace, today: date, profile: bool) -> tuple[Result, str | None]:
+def bench_sqlite(
+    args: argparse.Namespace, today: date, profile: bool, raw: RawBeside
+) -> tuple[Result, str | None]:
     with tempfile.TemporaryDirectory(prefix="duban-bench-") as tmp:
         path = Path(tmp) / "bench.sqlite3"
         engine = make_engine(f"sqlite:///{path}")
         try:
             result, items, report = bench_duban(
-                "duban SQLite (file, WAL)", engine, args, today, profile
+                "duban SQLite (file, WAL)", engine, args, today, profile, raw
             )
             result.db_bytes = sqlite_bytes(engine, path) / items
             result.notes.append(
@@ -767,12 +820,14 @@ def describe_pg_bytes(before: dict[str, int], after: dict[str, int], items: int)
 
 
 def bench_postgres(
-    args: argparse.Namespace, today: date, profile: bool
+    args: argparse.Namespace, today: date, profile: bool, raw: RawBeside
 ) -> tuple[Result, str | None]:
     with pg_schema(args.postgres) as schema:
         engine = make_engine(args.postgres, connect_args={"options": f"-csearch_path={schema}"})
         try:
-            result, items, report = bench_duban("duban PostgreSQL", engine, args, today, profile)
+            result, items, report = bench_duban(
+                "duban PostgreSQL", engine, args, today, profile, raw
+            )
             before = pg_table_bytes(engine, schema)
             pg_vacuum_full(engine)
             after = pg_table_bytes(engine, schema)
@@ -811,17 +866,16 @@ def machine_section(pg_version: str | None, load_at_start: str) -> list[str]:
 
 
 def table(results: list[Result]) -> list[str]:
-    base = results[0].rate
     lines = [
-        "| Variant | Completions/s (median of 3) | × raw state-only | Mean ms / completion "
-        "| p95 ms | CPU ms / completion | State bytes / finished item "
+        f"| Variant | Completions/s (median of {REPETITIONS}) | × raw state-only "
+        "| Mean ms / completion | p95 ms | CPU ms / completion | State bytes / finished item "
         "| DB bytes / finished item |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         db = f"{r.db_bytes:,.0f}" if r.db_bytes is not None else "–"
         lines.append(
-            f"| {r.name} | {r.rate:,.0f} | {r.rate / base:.2f} | {r.mean_ms:.2f} "
+            f"| {r.name} | {r.rate:,.0f} | {r.ratio(results[0]):.2f} | {r.mean_ms:.2f} "
             f"| {r.p95_ms:.2f} | {r.cpu_ms:.2f} | {r.state_bytes:,.0f} | {db} |"
         )
     return lines
@@ -858,6 +912,12 @@ def render(
         "`HumanTask` (id, position, form) — what a client does before acting — then one "
         "transaction `with sessionmaker.begin(): complete_task(...)`. Both are timed; starting "
         "items (`hand_out`) is not.",
+        "- × raw state-only, for duban rows: in each duban repetition a raw state-only item "
+        "(started beforehand, not timed) is completed right before each duban item, and the "
+        "repetition's ratio is duban's rate over those raw items' rate; the ratio shown is the "
+        "median over the repetitions (the notes list them). A change in the machine's speed "
+        "thus reaches both sides of a ratio alike. The raw rows are measured once, at the "
+        "start.",
         "- State bytes per finished item: summed over the item's instances (top-level and "
         "branches). Raw state-only = zlib-compressed state without spec (as duban stores it); "
         "raw full blob = uncompressed `serialize_json` text; duban = `length(Instance.state)`.",
@@ -899,7 +959,9 @@ def json_figures(
             {
                 "name": r.name,
                 "completions_per_s": r.rate,
-                "ratio_to_raw": r.rate / base,
+                "ratio_to_raw": r.ratio(results[0]),
+                "ratio_separate": r.rate / base,
+                "ratio_pairs": r.paired,
                 "mean_ms": r.mean_ms,
                 "p95_ms": r.p95_ms,
                 "cpu_ms": r.cpu_ms,
@@ -956,6 +1018,18 @@ def bench_raw_rows(args: argparse.Namespace, today: date) -> list[Result]:
     return [state_only, full]
 
 
+def paired_note(result: Result, beside: RawBeside) -> Result:
+    pairs = ", ".join(
+        f"{d:,.0f}/{r:,.0f} = ×{p:.2f}"
+        for d, r, p in zip(result.rates, beside.rates, result.paired, strict=True)
+    )
+    result.notes.append(
+        f"× raw: median of {len(result.paired)} paired ratios (duban /s over the /s of the raw "
+        f"items run between duban's in the same repetition): {pairs}"
+    )
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     today, load_at_start = local_today(utcnow()), load_average()
@@ -964,13 +1038,16 @@ def main(argv: list[str] | None = None) -> None:
     results = bench_raw_rows(args, today)
     pg_version = pg_reachable(args.postgres) if args.postgres else None
     want_profile = not args.no_profile
+    specs = parse_specs(args.processes)
     print("duban SQLite ...", file=sys.stderr)
-    sqlite_result, profile = bench_sqlite(args, today, want_profile and pg_version is None)
-    results.append(sqlite_result)
+    beside = RawBeside(specs, today)
+    sqlite_result, profile = bench_sqlite(args, today, want_profile and pg_version is None, beside)
+    results.append(paired_note(sqlite_result, beside))
     if pg_version is not None:
         print("duban PostgreSQL ...", file=sys.stderr)
-        pg_result, profile = bench_postgres(args, today, want_profile)
-        results.append(pg_result)
+        beside = RawBeside(specs, today)
+        pg_result, profile = bench_postgres(args, today, want_profile, beside)
+        results.append(paired_note(pg_result, beside))
     report = render(results, args, pg_version, profile, load_at_start)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report, encoding="utf-8")

@@ -109,6 +109,7 @@ _COMMIT = _control("COMMIT")
 class _Waiting:
     conn: Connection  # the Connection that deferred them: its events fire, its errors raise
     statements: list[_Sent] = field(default_factory=list)
+    ahead: int = 0  # how many of them are sent already (their results not yet read)
 
     def only_begin(self) -> bool:
         return len(self.statements) == 1 and self.statements[0].control
@@ -155,11 +156,26 @@ def defer_many(conn: Connection, direct: Direct, rows: Sequence[dict[str, Any]])
 
 
 def _wait(conn: Connection, sent: _Sent) -> None:
+    """Hold a write until something must answer; on PostgreSQL send it at once all the same
+    (with the transaction's BEGIN if not sent yet), so the server runs it while this process
+    goes on with the step: only its result waits."""
     raw = conn.connection.dbapi_connection
-    waiting = _WAITING.get(raw)
+    waiting = _WAITING.pop(raw, None)  # out while the events fire: they would send it
     if waiting is None:
-        waiting = _WAITING[raw] = _Waiting(conn)
+        waiting = _Waiting(conn)
     waiting.statements.append(sent)
+    unsent = waiting.statements[waiting.ahead :]
+    for each in unsent:
+        if not each.control:
+            conn.dispatch.before_cursor_execute(
+                conn, pgpipe.Result(raw), each.compiled.sql, each.args, None, each.many
+            )
+    try:
+        pgpipe.send(raw, _driver_statements(unsent))
+    except conn.dialect.loaded_dbapi.Error as error:
+        _raise(conn, sent.compiled.sql, sent.args, error, None)
+    waiting.ahead = len(waiting.statements)
+    _WAITING[raw] = waiting
 
 
 def begin_later(conn: Connection, isolation_level: str | None) -> None:
@@ -187,13 +203,16 @@ def send_waiting(dbapi_conn: Any, commit: bool = False) -> bool:
     if commit and waiting.only_begin():
         return True
     commit = commit and all(sent.check is None for sent in waiting.statements)
-    _pipeline(waiting.conn, [*waiting.statements, *([_COMMIT] if commit else [])])
+    _pipeline(waiting.conn, [*waiting.statements, *([_COMMIT] if commit else [])], waiting.ahead)
     return commit
 
 
 def drop_waiting(dbapi_conn: Any) -> None:
-    """Forget the deferred writes of a transaction being rolled back."""
-    _WAITING.pop(dbapi_conn, None)
+    """Forget the deferred writes of a transaction being rolled back (those sent ahead are
+    read back and thrown away)."""
+    waiting = _WAITING.pop(dbapi_conn, None)
+    if waiting is not None and waiting.ahead:
+        pgpipe.drain(dbapi_conn)
 
 
 def rows(conn: Connection, direct: Direct, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -212,12 +231,12 @@ def rows_each(
         return [rows(conn, direct, params) for direct, params in statements]
     raw = conn.connection.dbapi_connection
     waiting = _WAITING.pop(raw, None)
-    before = waiting.statements if waiting is not None else []
+    before, ahead = (waiting.statements, waiting.ahead) if waiting is not None else ([], 0)
     sent = []
     for direct, params in statements:
         compiled = direct.compiled(conn.dialect, frozenset(params))
         sent.append(_Sent(compiled, _bind(compiled, params), False))
-    cursors = _pipeline(conn, [*before, *sent])[len(before) :]
+    cursors = _pipeline(conn, [*before, *sent], ahead)[len(before) :]
     return [_converted(s.compiled, c) for s, c in zip(sent, cursors, strict=True)]
 
 
@@ -267,7 +286,7 @@ def _run(
             return _pipeline(conn, [statement])[0], compiled
         finally:
             _WAITING[raw] = waiting
-    return _pipeline(conn, [*waiting.statements, statement])[-1], compiled
+    return _pipeline(conn, [*waiting.statements, statement], waiting.ahead)[-1], compiled
 
 
 def _on_cursor(conn: Connection, raw: Any, compiled: _Compiled, args: Any, many: bool) -> Any:
@@ -290,24 +309,26 @@ def _on_cursor(conn: Connection, raw: Any, compiled: _Compiled, args: Any, many:
 _STATEMENT_SNAPSHOTS = (None, IsolationLevel.READ_COMMITTED)
 
 
-def _pipeline(conn: Connection, statements: list[_Sent]) -> list[Any]:
+def _driver_statements(statements: list[_Sent]) -> list[pgpipe.Statement]:
+    return [
+        (sent.compiled.sql, sent.args if sent.many else [sent.args], sent.control)
+        for sent in statements
+    ]
+
+
+def _pipeline(conn: Connection, statements: list[_Sent], ahead: int = 0) -> list[Any]:
     """Send `statements` in one pipeline (one round trip, engine.pgpipe); a cursor-like
-    result for each (rows, rowcount), once all have run."""
+    result for each (rows, rowcount), once all have run. The first `ahead` of them were sent
+    already (`_wait`)."""
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    events = [sent for sent in statements if not sent.control]
-    for sent in events:
-        conn.dispatch.before_cursor_execute(
-            conn, pgpipe.Result(raw), sent.compiled.sql, sent.args, None, sent.many
-        )
+    for sent in statements[ahead:]:
+        if not sent.control:
+            conn.dispatch.before_cursor_execute(
+                conn, pgpipe.Result(raw), sent.compiled.sql, sent.args, None, sent.many
+            )
     try:
-        results = pgpipe.run(
-            raw,
-            [
-                (sent.compiled.sql, sent.args if sent.many else [sent.args], sent.control)
-                for sent in statements
-            ],
-        )
+        results = pgpipe.run(raw, _driver_statements(statements[ahead:]))
     except conn.dialect.loaded_dbapi.Error as error:
         # The server stops at the first failure; the error does not say which statement it was.
         sql = ";\n".join(sent.compiled.sql for sent in statements)

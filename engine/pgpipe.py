@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import select
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from psycopg import OperationalError
+from psycopg import Error, OperationalError
 from psycopg import errors as pg_errors
 from psycopg._queries import PostgresQuery
 from psycopg.adapt import Transformer
@@ -54,6 +55,16 @@ class _State:
         self.encoding = raw.info.encoding
         self.prepared: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
         self.serial = 0
+        # Sent ahead (`send`) and not yet read back: what to expect, and the results to fill.
+        self.expected: list[tuple[int, tuple[bytes, tuple[int, ...]] | None]] = []
+        self.results: list[Result] = []
+
+
+def _state(raw: Any) -> _State:
+    state = _STATES.get(raw)
+    if state is None:
+        state = _STATES[raw] = _State(raw)
+    return state
 
 
 _STATES: WeakKeyDictionary[Any, _State] = WeakKeyDictionary()
@@ -71,58 +82,88 @@ def forget_prepared(raw: Any) -> None:
 Statement = tuple[str, Sequence[Any], bool]
 
 
-def run(raw: Any, statements: Sequence[Statement]) -> list[Result]:
-    """Send `statements` (each with one or more parameter sets) in one pipeline and return
-    one Result per statement once all have run. The first error is raised as psycopg raises
-    it (the statements after it did not run); a lost connection as OperationalError."""
-    state = _STATES.get(raw)
-    if state is None:
-        state = _STATES[raw] = _State(raw)
+def send(raw: Any, statements: Sequence[Statement]) -> None:
+    """Send `statements` now, without waiting for them: the server runs them while the caller
+    goes on, and their results are read by the next `run` (or thrown away by `drain`)."""
+    state = _state(raw)
     pgconn = raw.pgconn
-    tx = state.transformer
-    results = [Result(raw) for _ in statements]
-    # What to expect back, in order: (index of the statement, or -1 for a Parse, its key).
-    expected: list[tuple[int, tuple[bytes, tuple[int, ...]] | None]] = []
-    pgconn.enter_pipeline_mode()
     try:
-        for index, (sql, arg_sets, control) in enumerate(statements):
-            if control:
-                pgconn.send_query_params(sql.encode(), None)
-                expected.append((index, None))
-                continue
-            query = PostgresQuery(tx)
-            for n, args in enumerate(arg_sets):
-                if n == 0:
-                    query.convert(sql, args)
-                else:
-                    query.dump(args)
-                key = (query.query, tuple(query.types))
-                name = state.prepared.get(key)
-                if name is None and len(state.prepared) < _MAX_PREPARED:
-                    state.serial += 1
-                    name = state.prepared[key] = _PREFIX + str(state.serial).encode()
-                    pgconn.send_prepare(name, query.query, param_types=query.types)
-                    expected.append((-1, key))
-                if name is not None:
-                    pgconn.send_query_prepared(name, query.params, param_formats=query.formats)
-                else:
-                    pgconn.send_query_params(
-                        query.query,
-                        query.params,
-                        param_types=query.types,
-                        param_formats=query.formats,
-                    )
-                expected.append((index, None))
-        pgconn.pipeline_sync()
-        _flush(pgconn)
-        error = _collect(pgconn, tx, state, expected, results)
+        if not state.results:
+            pgconn.enter_pipeline_mode()
+        _queue(raw, state, statements)
+        pgconn.flush()  # what the socket cannot take now goes out with the next call
     except BaseException:
         _abandon(raw, state)
         raise
+
+
+def run(raw: Any, statements: Sequence[Statement]) -> list[Result]:
+    """Send `statements` (each with one or more parameter sets) in one pipeline and return
+    one Result per statement once all have run, preceded by those sent ahead with `send`.
+    The first error is raised as psycopg raises it (the statements after it did not run); a
+    lost connection as OperationalError."""
+    state = _state(raw)
+    pgconn = raw.pgconn
+    try:
+        if not state.results:
+            pgconn.enter_pipeline_mode()
+        _queue(raw, state, statements)
+        pgconn.pipeline_sync()
+        _flush(pgconn)
+        results = state.results
+        error = _collect(pgconn, state.transformer, state, state.expected, results)
+    except BaseException:
+        _abandon(raw, state)
+        raise
+    state.expected, state.results = [], []
     pgconn.exit_pipeline_mode()
     if error is not None:
         raise error
     return results
+
+
+def drain(raw: Any) -> None:
+    """Read back and forget whatever was sent ahead (the transaction is being rolled back)."""
+    state = _STATES.get(raw)
+    if state is None or not state.results:
+        return
+    with suppress(Error):  # the transaction is over either way
+        run(raw, [])
+
+
+def _queue(raw: Any, state: _State, statements: Sequence[Statement]) -> None:
+    pgconn, tx = raw.pgconn, state.transformer
+    expected = state.expected  # what comes back, in order: (statement index or -1, Parse key)
+    for sql, arg_sets, control in statements:
+        index = len(state.results)
+        state.results.append(Result(raw))
+        if control:
+            pgconn.send_query_params(sql.encode(), None)
+            expected.append((index, None))
+            continue
+        query = PostgresQuery(tx)
+        for n, args in enumerate(arg_sets):
+            if n == 0:
+                query.convert(sql, args)
+            else:
+                query.dump(args)
+            key = (query.query, tuple(query.types))
+            name = state.prepared.get(key)
+            if name is None and len(state.prepared) < _MAX_PREPARED:
+                state.serial += 1
+                name = state.prepared[key] = _PREFIX + str(state.serial).encode()
+                pgconn.send_prepare(name, query.query, param_types=query.types)
+                expected.append((-1, key))
+            if name is not None:
+                pgconn.send_query_prepared(name, query.params, param_formats=query.formats)
+            else:
+                pgconn.send_query_params(
+                    query.query,
+                    query.params,
+                    param_types=query.types,
+                    param_formats=query.formats,
+                )
+            expected.append((index, None))
 
 
 def _collect(
@@ -190,5 +231,6 @@ def _abandon(raw: Any, state: _State) -> None:
     """A failure half-way through (the connection lost, an interrupt): nothing sent can be
     trusted, so the connection is closed and the pool replaces it."""
     state.prepared.clear()
+    state.expected, state.results = [], []
     if raw.pgconn.status != ConnStatus.BAD:
         raw.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple, cast
 from uuid import UUID
 
@@ -19,8 +19,23 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState as SpiffState
-from sqlalchemy import Connection, Table, bindparam, event, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.types import TypeEngine
 
 from .clock import end_of_local_day, local_today
 from .direct import Direct, defer, defer_many, execute, rows, rows_each
@@ -109,6 +124,33 @@ _TIMER_DONE = Direct(
     update(_TIMER)
     .where(
         _TIMER.c.spiff_task_id == bindparam("spiff_id"),
+        _TIMER.c.state == TimerState.WAITING,
+    )
+    .values(state=TimerState.DONE)
+)
+# On PostgreSQL a step's timers are added and closed with one statement each, the rows as
+# arrays: every human step has four boundary timers, so a step that hands out a dozen branches
+# otherwise sends a hundred single-row statements, each costing the server an execution.
+_TIMER_COLUMNS: dict[str, TypeEngine[Any]] = {
+    "instance_id": Integer(),
+    "spiff_task_id": String(),
+    "element_id": String(),
+    "host_element_id": String(),
+    "kind": String(),
+    "fire_at": DateTime(timezone=True),
+    "state": String(),
+    "fired": Integer(),
+}
+_TIMER_ROWS = (
+    func.unnest(*(bindparam(name, type_=ARRAY(kind)) for name, kind in _TIMER_COLUMNS.items()))
+    .table_valued(*_TIMER_COLUMNS)
+    .render_derived()
+)
+_ADD_TIMER_ARRAYS = Direct(insert(_TIMER).from_select(list(_TIMER_COLUMNS), select(*_TIMER_ROWS.c)))
+_TIMERS_DONE = Direct(
+    update(_TIMER)
+    .where(
+        _TIMER.c.spiff_task_id == func.any(bindparam("spiff_ids", type_=ARRAY(String()))),
         _TIMER.c.state == TimerState.WAITING,
     )
     .values(state=TimerState.DONE)
@@ -720,7 +762,6 @@ def _mirror_timers(session: Session, instance: Instance, workflow: BpmnWorkflow)
         return
     gone = [i for i in before if i not in now_waiting]
     conn = _conn(session)
-    defer_many(conn, _TIMER_DONE, [{"spiff_id": spiff_id} for spiff_id in gone])
     new = [
         {
             "instance_id": instance.id,
@@ -735,11 +776,32 @@ def _mirror_timers(session: Session, instance: Instance, workflow: BpmnWorkflow)
         for spiff_id, (kind, element, host, at) in now_waiting.items()
         if spiff_id not in before
     ]
-    defer_many(conn, _ADD_TIMERS, new)
+    if conn.dialect.name == "postgresql":
+        if gone:
+            defer(conn, _TIMERS_DONE, {"spiff_ids": gone})
+        if new:
+            defer(conn, _ADD_TIMER_ARRAYS, _as_arrays(new))
+    else:  # no round trips to save: a statement a row
+        defer_many(conn, _TIMER_DONE, [{"spiff_id": spiff_id} for spiff_id in gone])
+        defer_many(conn, _ADD_TIMERS, new)
     for spiff_id, (_kind, _element, _host, at) in now_waiting.items():
         if spiff_id in before and before[spiff_id][3] != at:
             defer(conn, _TIMER_MOVED, {"spiff_id": spiff_id, "fire_at": at})
     workflow.duban_timers = now_waiting  # type: ignore[attr-defined]
+
+
+def _as_arrays(timers: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Timer rows as one array per column, values as stored (enum values, UTC times)."""
+    return {
+        "instance_id": [t["instance_id"] for t in timers],
+        "spiff_task_id": [t["spiff_task_id"] for t in timers],
+        "element_id": [t["element_id"] for t in timers],
+        "host_element_id": [t["host_element_id"] for t in timers],
+        "kind": [t["kind"].value for t in timers],
+        "fire_at": [t["fire_at"].astimezone(UTC) for t in timers],
+        "state": [t["state"].value for t in timers],
+        "fired": [t["fired"] for t in timers],
+    }
 
 
 def _save(session: Session, instance: Instance, workflow: BpmnWorkflow, now: datetime) -> None:
