@@ -4,6 +4,7 @@ the order asked, before anything else the transaction runs, and only if it commi
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -247,3 +248,34 @@ def test_an_error_mid_pipeline_stops_it_and_the_next_one_runs(seeded, engine, cl
         defer(s.connection(), _ADD, _line(item.id, "noted d"))
         assert [r["action"] for r in rows(s.connection(), _LINES, {})] == ["noted d"]
     assert _noted(seeded) == ["noted d"]
+
+
+_TOUCH = Direct(
+    update(Instance)
+    .where(Instance.id == bindparam("instance_id"))
+    .values(business_key=Instance.business_key)
+)
+
+
+def test_a_deferred_write_reaches_the_server_before_anything_is_read(seeded, engine, clock) -> None:  # type: ignore[no-untyped-def]
+    """A deferred write goes out at once: the server runs it (here: takes the row lock of an
+    UPDATE) while the transaction's own process goes on, though nothing was read back yet."""
+    _postgresql(engine)
+    with seeded.begin() as s:
+        (item,) = hand_out(s, "weixi-2023-15", [7], clock())
+    locked_elsewhere = "SELECT id FROM instance WHERE id = %(id)s FOR UPDATE NOWAIT"
+    with seeded.begin() as s:
+        defer(s.connection(), _TOUCH, {"instance_id": item.id})
+        with engine.connect() as other:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    with other.begin():
+                        other.exec_driver_sql(locked_elsewhere, {"id": item.id})
+                except exc.OperationalError as error:
+                    assert getattr(error.orig, "sqlstate", None) == "55P03"  # lock not available
+                    break
+                assert time.monotonic() < deadline, "the deferred UPDATE never reached the server"
+                time.sleep(0.01)
+    with engine.connect() as other, other.begin():  # committed: the lock is gone
+        other.exec_driver_sql(locked_elsewhere, {"id": item.id})
