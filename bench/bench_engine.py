@@ -495,14 +495,23 @@ class Step:
 
 # Built once, as the application's own reads are (engine.direct): the item's oldest open step,
 # in its top-level instance or any of its branch instances.
-_NEXT_STEP = Direct(
-    select(HumanTask.id, HumanTask.position_id, HumanTask.form)
-    .where(
-        HumanTask.instance_id.in_(select(Instance.id).where(Instance.root_id == bindparam("root"))),
-        HumanTask.state == TaskState.READY,
+def _next_step(of_item: Any) -> Direct:
+    return Direct(
+        select(HumanTask.id, HumanTask.position_id, HumanTask.form)
+        .where(of_item, HumanTask.state == TaskState.READY)
+        .order_by(HumanTask.id)
+        .limit(1)
     )
-    .order_by(HumanTask.id)
-    .limit(1)
+
+
+_ITEM_INSTANCES = select(Instance.id).where(Instance.root_id == bindparam("root"))
+_NEXT_STEP = _next_step(HumanTask.instance_id.in_(_ITEM_INSTANCES))
+# On PostgreSQL the item's instance ids go in as an array: with `IN (subquery)` the planner
+# walks every step in id order until one of the item's is open (it guesses that open steps are
+# spread evenly), which costs more the more items the run has (0.4 ms a fetch half-way through
+# 101 items); with the array it reads the item's own steps through their instance index.
+_NEXT_STEP_PG = _next_step(
+    HumanTask.instance_id == func.any(func.array(_ITEM_INSTANCES.scalar_subquery()))
 )
 
 
@@ -510,7 +519,9 @@ def next_step(factory: sessionmaker[Session], root_id: int) -> Step | None:
     """What a client does before acting: ask for the item's oldest open step (a read-only
     transaction of its own)."""
     with factory() as session:
-        found = rows(session.connection(), _NEXT_STEP, {"root": root_id})
+        conn = session.connection()
+        query = _NEXT_STEP_PG if conn.dialect.name == "postgresql" else _NEXT_STEP
+        found = rows(conn, query, {"root": root_id})
     return Step(**found[0]) if found else None
 
 
