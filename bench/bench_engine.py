@@ -1011,6 +1011,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-profile", action="store_true", help="skip the cProfile run of one extra duban item"
     )
+    parser.add_argument(
+        "--no-sqlite", action="store_true", help="skip the SQLite variant (PostgreSQL only)"
+    )
     return parser.parse_args(argv)
 
 
