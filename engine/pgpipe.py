@@ -102,12 +102,9 @@ def run(raw: Any, statements: Sequence[Statement]) -> list[Result]:
     one Result per statement once all have run, preceded by those sent ahead with `send`.
     The first error is raised as psycopg raises it (the statements after it did not run); a
     lost connection as OperationalError."""
-    state = _state(raw)
-    pgconn = raw.pgconn
+    send(raw, statements)
+    state, pgconn = _STATES[raw], raw.pgconn
     try:
-        if not state.results:
-            pgconn.enter_pipeline_mode()
-        _queue(raw, state, statements)
         pgconn.pipeline_sync()
         _flush(pgconn)
         results = state.results
