@@ -165,11 +165,7 @@ def _wait(conn: Connection, sent: _Sent) -> None:
         waiting = _Waiting(conn)
     waiting.statements.append(sent)
     unsent = waiting.statements[waiting.ahead :]
-    for each in unsent:
-        if not each.control:
-            conn.dispatch.before_cursor_execute(
-                conn, pgpipe.Result(raw), each.compiled.sql, each.args, None, each.many
-            )
+    _before_sending(conn, raw, unsent)
     try:
         pgpipe.send(raw, _driver_statements(unsent))
     except conn.dialect.loaded_dbapi.Error as error:
@@ -309,6 +305,15 @@ def _on_cursor(conn: Connection, raw: Any, compiled: _Compiled, args: Any, many:
 _STATEMENT_SNAPSHOTS = (None, IsolationLevel.READ_COMMITTED)
 
 
+def _before_sending(conn: Connection, raw: Any, statements: list[_Sent]) -> None:
+    """The engine's cursor events for statements about to go out (BEGIN and COMMIT have none)."""
+    for sent in statements:
+        if not sent.control:
+            conn.dispatch.before_cursor_execute(
+                conn, pgpipe.Result(raw), sent.compiled.sql, sent.args, None, sent.many
+            )
+
+
 def _driver_statements(statements: list[_Sent]) -> list[pgpipe.Statement]:
     return [
         (sent.compiled.sql, sent.args if sent.many else [sent.args], sent.control)
@@ -322,11 +327,7 @@ def _pipeline(conn: Connection, statements: list[_Sent], ahead: int = 0) -> list
     already (`_wait`)."""
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    for sent in statements[ahead:]:
-        if not sent.control:
-            conn.dispatch.before_cursor_execute(
-                conn, pgpipe.Result(raw), sent.compiled.sql, sent.args, None, sent.many
-            )
+    _before_sending(conn, raw, statements[ahead:])
     try:
         results = pgpipe.run(raw, _driver_statements(statements[ahead:]))
     except conn.dialect.loaded_dbapi.Error as error:
