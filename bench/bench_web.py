@@ -7,7 +7,7 @@ in with COPY; then `engine.access.inbox` and the signed-in `GET /inbox` page (Fl
 are timed for one unit's liaison and for the office director.
 
 Part B — API throughput: a fresh schema, seeded, both lists handed out (--rounds times), bearer
-tokens for every liaison and the office staff; gunicorn (-w 2 --threads 4) serves the app and
+tokens for every liaison and the office staff; gunicorn (-w 4, sync workers) serves the app and
 --clients threads loop `GET /api/v1/inbox` → `POST /api/v1/tasks/{id}/complete` for --seconds;
 then one in-process run of the same loop, counted and profiled.
 
@@ -932,7 +932,9 @@ def snapshot(server_pids: list[int], backend_pids: list[int]) -> CpuSnapshot:
 
 
 def spent(before: dict[int, float], after: dict[int, float]) -> float:
-    return sum(after[p] - before[p] for p in before if p in after)
+    """CPU of the processes alive at both ends: one that exited in between reads 0 at the end
+    (a pool letting an overflow connection go ends its backend), which would count negative."""
+    return sum(after[p] - before[p] for p in before if after.get(p, 0.0) >= before[p])
 
 
 def backend_pids(engine: Engine, app_name: str) -> list[int]:
@@ -1508,6 +1510,12 @@ def cpu_ms(seconds: float, completions: int) -> str:
     return f"{1000 * seconds / max(completions, 1):.1f}"
 
 
+def worker_kind(threads: int) -> str:
+    # gunicorn picks its worker class by --threads: one thread is the sync worker, which closes
+    # the connection after each response; more is gthread, which keeps it alive.
+    return "sync: a connection per request" if threads == 1 else "gthread, keep-alive"
+
+
 def spread_text(run: LoadRun) -> str:
     return ", ".join(
         f"{run.connections.get(pid, 0)} ({100 * cpu / run.window:.0f} % of a core)"
@@ -1555,10 +1563,11 @@ def render_b(b: PartB, args: argparse.Namespace) -> list[str]:
         f"Fresh schema, seeded; both lists handed out {args.rounds}× ({p.items} items, "
         f"{p.ready:,} READY steps at the start; setup {p.seconds:.0f} s). {len(p.tokens)} "
         "bearer tokens: every unit's liaison, each office's director and staff. gunicorn "
-        f"`-w {args.workers} --threads {args.threads}` (gthread), {run.workers} workers "
-        f"(client connections held after the warm-up: {spread_text(run)}). "
-        f"{b.clients} client threads "
-        "(http.client, keep-alive) in this process, the accounts dealt round-robin; each "
+        f"`-w {args.workers} --threads {args.threads}` ({worker_kind(args.threads)}), "
+        f"{run.workers} workers (client connections held after the warm-up: "
+        f"{spread_text(run)}). {b.clients} client threads "
+        "(http.client, keep-alive where the worker keeps it) in this process, the accounts "
+        "dealt round-robin; each "
         "loops over its accounts: `GET /api/v1/inbox` → `POST /api/v1/tasks/{id}/complete` "
         f"of {PER_POLL_TEXT[args.per_poll]} with `tests.helpers.answer(form, clock)` at "
         f"today's date; an account whose inbox was empty is polled again after "
@@ -1718,8 +1727,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(part B; before 2026-11-26 it polled again at once, sleeping 50 ms only when all its "
         "accounts were idle)",
     )
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn -w (part B)")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn --threads (part B)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn -w (part B)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="gunicorn --threads (part B; 1 = sync workers)"
+    )
     parser.add_argument(
         "--per-poll",
         choices=sorted(PER_POLL),
