@@ -13,6 +13,7 @@ INBOX_P95_MS = 50.0  # issue 3: the unit's inbox page
 DASHBOARD_P95_MS = 300.0  # issue 7
 API_RATE = 200.0  # issue 3: completions/s under gunicorn, 16 clients
 API_P99_MS = 250.0
+STARTUP_S = 2.0  # the guide's bar (SpiffArena: 9-18 s)
 # Issue 6: with nothing due a sweep costs "the same" at any size. Allowed: 2× or 5 ms more than
 # at the smallest size, since such a sweep takes a few ms and jitters by as much.
 SWEEP_SAME = 2.0
@@ -117,7 +118,8 @@ def web_rows(f: dict[str, Any]) -> list[Row]:
                 )
             )
     if b:
-        size = f"gunicorn, {b['workers']} workers × 4 threads, {b['clients']} clients, "
+        size = f"gunicorn, {b['workers']} workers × {b.get('threads', 4)} threads, "
+        size += f"{b['clients']} clients, "
         size += f"{b['window_s']:.0f} s"
         p = b["complete_ms"]
         rows += [
@@ -139,6 +141,16 @@ def web_rows(f: dict[str, Any]) -> list[Row]:
                 p["p99"] is not None and p["p99"] < API_P99_MS,
             ),
         ]
+        if b.get("startup_s") is not None:
+            rows.append(
+                Row(
+                    "Start-up: gunicorn launched → every worker serving",
+                    f"gunicorn, {b['workers']} workers, PostgreSQL, seeded schema",
+                    f"{b['startup_s']:.2f} s (first answer {b['first_answer_s']:.2f} s)",
+                    f"< {STARTUP_S:g} s",
+                    b["startup_s"] < STARTUP_S,
+                )
+            )
     return rows
 
 

@@ -87,6 +87,25 @@ def test_the_office_sees_every_item_of_its_jurisdiction(client, make_person, see
     assert client.get("/plans/dehong-2023").status_code == 404
 
 
+def test_the_offices_list_holds_its_own_lists_steps_and_filters_by_list(
+    client, make_person, seeded, clock, item
+):
+    with seeded.begin() as s:
+        (other,) = hand_out(s, "dehong-2023", [1], clock())
+    with seeded() as s:
+        elsewhere = [step.id for step in open_steps(s, other.id)]
+    sign_in(client, make_person("办公室主任", "县卫生健康局", "office_director"))
+    step = _step(seeded, item, "县农业农村局")
+    everything = client.get("/inbox?scope=all").get_data(as_text=True)
+    assert f'data-step="{step.id}"' in everything
+    assert elsewhere and not any(f'data-step="{i}"' in everything for i in elsewhere)
+    mine = client.get("/inbox?scope=all&plan=weixi-2023-15").get_data(as_text=True)
+    assert f'data-step="{step.id}"' in mine
+    theirs = client.get("/inbox?scope=all&plan=dehong-2023").get_data(as_text=True)
+    assert f'data-step="{step.id}"' not in theirs
+    assert not any(f'data-step="{i}"' in theirs for i in elsewhere)
+
+
 def test_a_bad_form_is_answered_with_the_field_and_nothing_runs(
     client, make_person, seeded, clock, item
 ):
