@@ -17,7 +17,7 @@ from werkzeug.security import generate_password_hash
 
 from engine import clock, db
 from engine.accounts import create_account, issue_token
-from engine.deploy import deploy, deploy_directory
+from engine.deploy import deploy, deploy_directory, process_files
 from engine.directory import find_unit, hand_over, holders, load_directory, position_of
 from engine.errors import DubanError, FormError, ImportErrors
 from engine.models import Account, HumanTask, Instance, Person, Plan, Position, PositionKind, Unit
@@ -183,7 +183,7 @@ def deploy_cmd(ctx: Context, paths: tuple[Path, ...], by: str) -> None:
         if not paths:
             results = deploy_directory(session, PROCESSES_DIR, by)
         else:
-            results = deploy(session, list(paths), by)
+            results = deploy(session, process_files(list(paths)), by)
         for r in results:
             click.echo(f"{r.process_id} v{r.version} {'deployed' if r.created else 'unchanged'}")
 

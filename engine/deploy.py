@@ -269,7 +269,14 @@ def parse_bundle(paths: Iterable[Path]) -> Bundle:
     if problems:
         raise DeployError(problems)
 
-    dmn_text = {Path(s.path).name: s.text for s in dmn_sources}
+    # A process's version covers its own file and the decision tables it calls, not every
+    # table deployed beside it: otherwise deploying one .bpmn alone, or the directory with a
+    # changed table, made new versions of processes whose content had not changed.
+    tables = {
+        decision: (Path(s.path).name, s.text)
+        for s in dmn_sources
+        for decision in s.tree.xpath("//*[local-name()='decision']/@id")
+    }
     result: dict[str, tuple[dict, dict[str, str]]] = {}
     for src in bpmn_sources:
         process_id = Path(src.path).stem
@@ -285,9 +292,13 @@ def parse_bundle(paths: Iterable[Path]) -> Bundle:
         except ValidationException as exc:
             problems.append(_located(by_path, exc))
             continue
+        called = src.tree.xpath("//*[local-name()='calledDecisionId']/text()")
         result[process_id] = (
             specs_to_dict(spec, subs),
-            {Path(src.path).name: src.text, **dmn_text},
+            {
+                Path(src.path).name: src.text,
+                **dict(tables[str(d).strip()] for d in called if str(d).strip() in tables),
+            },
         )
     if problems:
         raise DeployError(problems)
@@ -318,6 +329,13 @@ def deploy(session: Session, paths: Iterable[Path], deployed_by: str = "") -> li
         existing = session.scalar(
             select(ProcessVersion).where(ProcessVersion.content_hash == digest)
         )
+        if existing is None:
+            # Versions stored before 2026-11-26 hashed every table deployed beside the process.
+            newest = latest_version(session, process_id)
+            if newest is not None and all(
+                newest.sources.get(name) == text for name, text in sources.items()
+            ):
+                existing = newest
         if existing is not None:
             results.append(Deployed(process_id, existing.version, created=False))
             continue
@@ -346,10 +364,21 @@ def deploy(session: Session, paths: Iterable[Path], deployed_by: str = "") -> li
 
 
 def deploy_directory(session: Session, directory: Path, deployed_by: str = "") -> list[Deployed]:
-    paths = [*directory.glob("*.bpmn"), *directory.glob("*.dmn")]
-    if not paths:
-        raise DeployError([f"{directory}: no .bpmn or .dmn files"])
-    return deploy(session, paths, deployed_by)
+    return deploy(session, process_files([directory]), deployed_by)
+
+
+def process_files(paths: list[Path]) -> list[Path]:
+    """The files to deploy: each file as given, each directory's .bpmn and .dmn files."""
+    found: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            found.append(path)
+            continue
+        inside = sorted([*path.glob("*.bpmn"), *path.glob("*.dmn")])
+        if not inside:
+            raise DeployError([f"{path}: no .bpmn or .dmn files"])
+        found += inside
+    return found
 
 
 def latest_version(session: Session, process_id: str) -> ProcessVersion | None:

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from duban.cli import main
 from engine.models import Instance, Plan
-from tests.conftest import DATA
+from tests.conftest import DATA, PROCESSES
 
 
 @pytest.fixture
@@ -135,3 +135,14 @@ def test_an_unmigrated_database_is_named_with_what_to_do(tmp_path):
     assert out.exit_code == 1
     assert "no such table" in out.output and "duban db upgrade" in out.output
     assert "Traceback" not in out.output
+
+
+def test_deploy_takes_files_and_directories_and_names_a_bad_one(duban, tmp_path):
+    assert duban("seed").exit_code == 0
+    out = duban("deploy", str(PROCESSES))
+    assert out.exit_code == 0, out.output
+    assert "task_routing v1 unchanged" in out.output
+    out = duban("deploy", str(PROCESSES / "task_routing.bpmn"))
+    assert out.exit_code == 0 and out.output.strip() == "task_routing v1 unchanged"
+    out = duban("deploy", str(tmp_path))
+    assert out.exit_code != 0 and f"{tmp_path}: no .bpmn or .dmn files" in out.output

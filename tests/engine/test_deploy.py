@@ -249,3 +249,36 @@ def test_the_shipped_processes_deploy(sessions):
             "unit_contribution",
             "unit_progress",
         ]
+
+
+def test_a_process_is_versioned_with_the_tables_it_calls_not_those_beside_it(sessions, tmp_path):
+    with sessions.begin() as s:
+        deploy_directory(s, PROCESSES)
+        alone = deploy(s, [ROUTING])  # the same file without the directory's decision table
+    assert [(d.process_id, d.version, d.created) for d in alone] == [("task_routing", 1, False)]
+    copy = tmp_path / "processes"
+    shutil.copytree(PROCESSES, copy)
+    rates = copy / "medical_aid_rates.dmn"
+    text = rates.read_text(encoding="utf-8")
+    assert "医疗救助比例和封顶线" in text
+    rates.write_text(text.replace("医疗救助比例和封顶线", "医疗救助比例与封顶线"), encoding="utf-8")
+    with sessions.begin() as s:
+        changed = {d.process_id: (d.version, d.created) for d in deploy_directory(s, copy)}
+    assert changed["medical_assistance"] == (2, True)  # it calls the table
+    assert changed["task_routing"] == (1, False)  # it does not
+
+
+def test_versions_stored_with_every_table_beside_them_are_still_recognised(sessions):
+    """Before 2026-11-26 a version's sources held every decision table of its deployment."""
+    with sessions.begin() as s:
+        deploy_directory(s, PROCESSES)
+        version = s.scalar(
+            select(ProcessVersion).where(ProcessVersion.process_id == "task_routing")
+        )
+        rates = (PROCESSES / "medical_aid_rates.dmn").read_text(encoding="utf-8")
+        version.sources = {**version.sources, "medical_aid_rates.dmn": rates}
+        version.content_hash = "0" * 64  # as hashed then
+    with sessions.begin() as s:
+        again = {d.process_id: (d.version, d.created) for d in deploy_directory(s, PROCESSES)}
+        assert again["task_routing"] == (1, False)
+        assert len(s.scalars(select(ProcessVersion)).all()) == 7
