@@ -404,10 +404,11 @@ def complete_cmd(
         position = position_of(session, unit, kind or "liaison")
         actor = Actor(position_id=position.id, label=f"cli:{unit.name}/{position.kind.value}")
         task = complete_task(session, step, actor, data, clock.utcnow())
-        instance = task.instance
+        # The step may be in a unit's branch, which ends with it: report the item as a whole.
+        item = session.get(Instance, task.instance.root_id or task.instance_id)
+        assert item is not None
         click.echo(
-            f"step {task.id} ({task.name}) completed; {instance.business_key} is "
-            f"{instance.status.value}"
+            f"step {task.id} ({task.name}) completed; {item.business_key} is {item.status.value}"
         )
     _start_deferred(ctx)
 
