@@ -171,9 +171,13 @@ def test_the_admin_upload_refuses_it_naming_the_file(
 def test_a_path_the_command_line_cannot_read_is_an_error_not_a_traceback(
     duban: Callable[..., Result], tmp_path: Path
 ) -> None:
-    for path in (tmp_path / "missing.bpmn", tmp_path):
+    (tmp_path / "notes.txt").write_text("not a process", encoding="utf-8")
+    for path, message in (
+        (tmp_path / "missing.bpmn", "cannot be read"),
+        (tmp_path, "no .bpmn or .dmn files"),  # a directory is read for its processes
+    ):
         result = duban("deploy", str(path))
-        assert result.exit_code == 1 and f"{path}: cannot be read" in result.output
+        assert result.exit_code == 1 and f"{path}: {message}" in result.output
         assert "Traceback" not in result.output
 
 
