@@ -47,6 +47,7 @@ from urllib.parse import quote
 from flask import Flask
 from flask.testing import FlaskClient
 from machine import machine_busy, machine_lines  # bench/machine.py (run as a script)
+from report_rows import STARTUP_S
 from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -1132,8 +1133,8 @@ class LoadRun:
     log: str
     connections: dict[int, int]  # worker pid -> client connections it held after the warm-up
     worker_cpu: dict[int, float]  # worker pid -> CPU seconds over the window
-    threads: int = 1  # gunicorn --threads
-    startup: Startup | None = None
+    threads: int  # gunicorn --threads
+    startup: Startup
 
     def of(self, kind: str, ok: bool | None = None) -> list[Call]:
         return [c for c in self.calls if c.kind == kind and (ok is None or (c.status == 200) == ok)]
@@ -1150,6 +1151,7 @@ def drive_load(
     app_name: str,
     args: argparse.Namespace,
     answer: Answer,
+    startup: Startup,
 ) -> LoadRun:
     per_poll = PER_POLL[args.per_poll]
     clients = [ApiClient(port, hand, answer, per_poll, args.idle_backoff) for hand in hands]
@@ -1187,6 +1189,8 @@ def drive_load(
         "",
         spread,
         {p: after.server[p] - before.server[p] for p in server_pids[1:] if p in after.server},
+        args.threads,
+        startup,
     )
 
 
@@ -1391,8 +1395,7 @@ def part_b(args: argparse.Namespace, answer: Answer) -> PartB:
                     f"  {len(hands)} clients, {args.warmup:g} s warm-up + {args.seconds:g} s",
                     file=sys.stderr,
                 )
-                load = drive_load(server, port, hands, engine, app_name, args, answer)
-                load.threads, load.startup = args.threads, up
+                load = drive_load(server, port, hands, engine, app_name, args, answer, up)
             log = args.workdir / "gunicorn.log"
             load.log = log.read_text(errors="replace")[-3000:] if log.exists() else ""
             left = ready_steps(factory)
@@ -1524,12 +1527,7 @@ def cpu_ms(seconds: float, completions: int) -> str:
     return f"{1000 * seconds / max(completions, 1):.1f}"
 
 
-STARTUP_S = 2.0  # the project's bar: SpiffArena takes 9-18 s to start
-
-
-def startup_lines(up: Startup | None) -> list[str]:
-    if up is None:
-        return []
+def startup_lines(up: Startup) -> list[str]:
     return [
         f"- **Start-up: {up.all_workers:.2f} s** from launching gunicorn to every worker having "
         f"loaded the app (first answer after {up.first_answer:.2f} s; schema already migrated "
@@ -1716,8 +1714,8 @@ def figures_b(b: PartB | None) -> dict[str, Any] | None:
         "clients": b.clients,
         "workers": run.workers,
         "threads": run.threads,
-        "startup_s": None if run.startup is None else run.startup.all_workers,
-        "first_answer_s": None if run.startup is None else run.startup.first_answer,
+        "startup_s": run.startup.all_workers,
+        "first_answer_s": run.startup.first_answer,
         "connections_per_worker": list(run.connections.values()),
         "window_s": run.window,
         "completions": len(done),
