@@ -180,10 +180,7 @@ def import_excel_cmd(
 def deploy_cmd(ctx: Context, paths: tuple[Path, ...], by: str) -> None:
     """Deploy BPMN/DMN files (default: the processes/ directory)."""
     with ctx.transaction() as session:
-        if not paths:
-            results = deploy_directory(session, PROCESSES_DIR, by)
-        else:
-            results = deploy(session, process_files(list(paths)), by)
+        results = deploy(session, process_files(list(paths) or [PROCESSES_DIR]), by)
         for r in results:
             click.echo(f"{r.process_id} v{r.version} {'deployed' if r.created else 'unchanged'}")
 

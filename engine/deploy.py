@@ -13,6 +13,7 @@ from pathlib import Path
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -235,6 +236,24 @@ class Bundle:
     calls: list[tuple[str, str]]  # (where, called process id) of every detached call
 
 
+_CALLED_DECISION = "bpmn:extensionElements/spiff:calledDecisionId"
+
+
+def _called_tables(
+    src: _Source, parser: SpiffBpmnParser, by_path: dict[str, _Source]
+) -> dict[str, str]:
+    """The decision tables `src`'s business rule tasks call (file name -> text), found as the
+    parser resolved them. A process's version covers these and its own file, not every table
+    deployed beside it: otherwise deploying one .bpmn alone, or a directory with a changed
+    table, made new versions of processes whose content had not changed."""
+    ns = {"bpmn": BPMN, "spiff": SPIFF}
+    tables = {}
+    for ref in src.tree.iterfind(f".//bpmn:businessRuleTask/{_CALLED_DECISION}", ns):
+        table = by_path[parser.dmn_parsers[(ref.text or "").strip()].filename]
+        tables[Path(table.path).name] = table.text
+    return tables
+
+
 def parse_bundle(paths: Iterable[Path]) -> Bundle:
     """Validate every file; return the parsed processes or raise one DeployError listing every
     problem in every file."""
@@ -269,14 +288,6 @@ def parse_bundle(paths: Iterable[Path]) -> Bundle:
     if problems:
         raise DeployError(problems)
 
-    # A process's version covers its own file and the decision tables it calls, not every
-    # table deployed beside it: otherwise deploying one .bpmn alone, or the directory with a
-    # changed table, made new versions of processes whose content had not changed.
-    tables = {
-        decision: (Path(s.path).name, s.text)
-        for s in dmn_sources
-        for decision in s.tree.xpath("//*[local-name()='decision']/@id")
-    }
     result: dict[str, tuple[dict, dict[str, str]]] = {}
     for src in bpmn_sources:
         process_id = Path(src.path).stem
@@ -292,13 +303,9 @@ def parse_bundle(paths: Iterable[Path]) -> Bundle:
         except ValidationException as exc:
             problems.append(_located(by_path, exc))
             continue
-        called = src.tree.xpath("//*[local-name()='calledDecisionId']/text()")
         result[process_id] = (
             specs_to_dict(spec, subs),
-            {
-                Path(src.path).name: src.text,
-                **dict(tables[str(d).strip()] for d in called if str(d).strip() in tables),
-            },
+            {Path(src.path).name: src.text, **_called_tables(src, parser, by_path)},
         )
     if problems:
         raise DeployError(problems)
